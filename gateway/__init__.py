@@ -1,0 +1,1 @@
+"""sip-failover: a SIP failover gateway."""

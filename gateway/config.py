@@ -1,0 +1,192 @@
+"""Settings that are not routing: where to listen, the trunk, the broker, mail.
+
+One pydantic-settings tree, built once in the composition root and passed
+down. Sources, strongest first: environment (``SIP_FAILOVER_*``, nested with
+``__``), a ``.env`` file, then a secrets folder (one file per setting, e.g.
+``/run/secrets/sip_failover_trunk__password``, as systemd's
+``LoadCredential=`` or container secrets lay them out). Secrets are
+``SecretStr``: they never appear in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+SECRETS_DIR_ENV = "SIP_FAILOVER_SECRETS_DIR"
+
+
+def _split_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """Split ``host:port``, ``[v6]:port`` or a bare host."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":")
+        return host, int(port) if port else default_port
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, int(port)
+    return value, default_port
+
+
+def sip_uri_hostport(uri: str) -> tuple[str, int]:
+    """Host and port of a ``sip:`` URI (``sip:user@host:port;params``)."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    rest = rest.split(";", 1)[0].split("?", 1)[0]
+    rest = rest.rsplit("@", 1)[-1]
+    return _split_hostport(rest, 5060)
+
+
+class SipSettings(BaseModel):
+    """The gateway's own SIP endpoint."""
+
+    listen: str = Field(
+        default="0.0.0.0:5060",  # noqa: S104 - a SIP gateway listens on its public address
+        description="host:port of the UDP SIP socket",
+    )
+    public_address: str | None = Field(
+        default=None, description="address to put in Contact/SDP when behind NAT"
+    )
+    log_level: int = Field(default=1, ge=0, le=6, description="pjsua's own log level")
+    max_calls_per_source_per_minute: int = Field(default=120, ge=1)
+
+    @property
+    def host(self) -> str:
+        return _split_hostport(self.listen, 5060)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_hostport(self.listen, 5060)[1]
+
+
+class TrunkSettings(BaseModel):
+    """The SIP provider account that holds the public number."""
+
+    registrar: str = Field(default="sip:127.0.0.1", description="SIP URI of the registrar")
+    register_enabled: Annotated[bool, Field(alias="register")] = Field(
+        default=True, description="false for trunks that send calls to a static IP"
+    )
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    realm: str = "*"
+    proxy: str | None = Field(default=None, description="where legs to numbers go")
+    sources: list[str] = Field(
+        default_factory=list, description="addresses allowed to send calls in"
+    )
+    expires: int = Field(default=300, ge=30, le=86400)
+
+    model_config = {"populate_by_name": True}
+
+    @field_validator("registrar", "proxy")
+    @classmethod
+    def _is_sip_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("sip:", "sips:")):
+            raise ValueError("must be a sip: URI, e.g. sip:trunk.example.net")
+        return value
+
+    @property
+    def outbound_proxy(self) -> str:
+        return self.proxy or self.registrar
+
+    def allowed_sources(self) -> frozenset[str]:
+        """IP addresses that may send calls in (names resolved once, at start)."""
+        names = self.sources or [sip_uri_hostport(self.registrar)[0]]
+        found: set[str] = set()
+        for name in names:
+            found.update(_resolve(name))
+        return frozenset(found)
+
+
+def _resolve(name: str) -> set[str]:
+    try:
+        return {str(ipaddress.ip_address(name))}
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_UDP)
+    return {str(info[4][0]) for info in infos}
+
+
+class SmtpSettings(BaseModel):
+    """The mail server that voicemail and alerts go through."""
+
+    host: str = "localhost"
+    port: int = 25
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    starttls: bool = False
+    tls: bool = False
+    from_: Annotated[str, Field(alias="from")] = "sip-failover@localhost"
+    timeout: float = 30.0
+
+    model_config = {"populate_by_name": True}
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> SmtpSettings:
+        if self.starttls and self.tls:
+            raise ValueError("choose STARTTLS or implicit TLS, not both")
+        return self
+
+
+class MqttSettings(BaseModel):
+    """The broker the status feed goes to; no URL, no feed."""
+
+    url: str | None = Field(default=None, description="mqtt://user:pass@host:1883 or mqtts://")
+    prefix: str | None = None
+    client_id: str | None = None
+    tls_ca: Path | None = None
+    queue_size: int = Field(default=1000, ge=10)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"mqtt", "mqtts"}:
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return value
+
+
+class Settings(BaseSettings):
+    """Everything the gateway needs that is not in the rules file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIP_FAILOVER_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        secrets_dir=os.environ.get(SECRETS_DIR_ENV) or None,
+        secrets_nested_delimiter="__",
+        populate_by_name=True,
+    )
+
+    gateway_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0])
+    rules: Path = Path("rules/example.yaml")
+    state_dir: Path = Path("state")
+    sip: SipSettings = SipSettings()
+    trunk: TrunkSettings = TrunkSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    mqtt: MqttSettings = MqttSettings()
+    shutdown_grace: float = Field(default=30.0, ge=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Nested secrets (trunk__password as one file) need the nested source.
+        del settings_cls
+        secrets = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, secrets

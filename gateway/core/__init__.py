@@ -1,0 +1,1 @@
+"""The pure core: decisions from events and the current time; no I/O."""

@@ -1,0 +1,1 @@
+"""The pjsua2 adapter: every pjsua2 object lives here."""

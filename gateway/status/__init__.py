@@ -1,0 +1,1 @@
+"""Status: event bus, MQTT publisher, call log."""

@@ -1,0 +1,1 @@
+"""Voicemail: durable spool and mailer."""
