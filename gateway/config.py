@@ -52,7 +52,7 @@ class SipSettings(BaseModel):
     """The gateway's own SIP endpoint."""
 
     listen: str = Field(
-        default="0.0.0.0:5060",  # noqa: S104 - a SIP gateway listens on its public address
+        default="0.0.0.0:5060",
         description="host:port of the UDP SIP socket",
     )
     public_address: str | None = Field(

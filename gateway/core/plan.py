@@ -1,0 +1,154 @@
+"""Rules + call + health + now -> Plan: the steps one call will go through.
+
+The planner is where "skip a route we know is dead" happens: a target whose
+health is ``unassigned`` or ``down`` is left out of a ring step (unless the
+step says ``ring_if_down``), a ring step left with no target is dropped, and
+when nothing is left to ring the plan still ends in voicemail if the route has
+one. The session never looks at rules or health again: a call runs on the plan
+it started with, so a rule reload never changes a call in progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from gateway.core.causes import FAILURES, Outcome
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEAD_HEALTH: frozenset[str] = frozenset({"unassigned", "down"})
+
+
+class RingMode(StrEnum):
+    """How the targets of one ring step are rung."""
+
+    ONE = "ring"
+    ALL = "ring_all"
+    EACH = "ring_each"
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """A target resolved to what the SIP adapter dials."""
+
+    name: str
+    uri: str | None = None
+    number: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.uri is None) == (self.number is None):
+            raise ValueError("a dial target has exactly one of uri or number")
+
+    @property
+    def label(self) -> str:
+        return self.number or self.uri or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class RingPlan:
+    """Ring targets: one, all at once, or each in turn."""
+
+    mode: RingMode
+    targets: tuple[Dial, ...]
+    timeout: float = 30.0
+    early_media_timeout: float = 8.0
+    failover_on: frozenset[Outcome] = FAILURES
+    skipped: tuple[str, ...] = ()  # names left out because their health is dead
+
+    @property
+    def kind(self) -> str:
+        return self.mode.value
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.targets)
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailPlan:
+    """Take a message into a box."""
+
+    box: str
+
+    kind: str = field(default="voicemail", init=False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (f"voicemail:{self.box}",)
+
+
+PlanStep = RingPlan | VoicemailPlan
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The route a call matched and the steps it will go through."""
+
+    route: str
+    steps: tuple[PlanStep, ...]
+
+
+def dial_of(name: str, target: object) -> Dial:
+    """Resolve a rules target to a Dial."""
+    number = getattr(target, "number", None)
+    uri = getattr(target, "uri", None)
+    return Dial(name=name, number=number, uri=uri)
+
+
+def plan_steps(
+    route_name: str,
+    steps: tuple[object, ...],
+    targets: Mapping[str, object],
+    health: Mapping[str, str] | None = None,
+) -> Plan:
+    """Turn a route's steps into a Plan, leaving out targets known dead.
+
+    Args:
+        route_name: the matched route's name.
+        steps: the route's steps (rules model objects: ``ring``, ``ring_all``,
+            ``ring_each`` or ``voicemail`` attribute, plus ring options).
+        targets: the rules' targets by name.
+        health: target name -> health state (``up``, ``unassigned``, ``down``,
+            ``unknown``); a missing name is ``unknown``.
+
+    Returns:
+        The plan. It may be empty when every ring target is dead and the route
+        has no voicemail; the caller is then refused.
+    """
+    health = health or {}
+    planned: list[PlanStep] = []
+    for step in steps:
+        box = getattr(step, "voicemail", None)
+        if box is not None:
+            planned.append(VoicemailPlan(box=box))
+            continue
+        ring = _ring_plan(step, targets, health)
+        if ring.targets:
+            planned.append(ring)
+    return Plan(route=route_name, steps=tuple(planned))
+
+
+def _ring_plan(step: object, targets: Mapping[str, object], health: Mapping[str, str]) -> RingPlan:
+    mode, names = _mode_and_names(step)
+    ring_if_down = bool(getattr(step, "ring_if_down", False))
+    alive = [n for n in names if ring_if_down or health.get(n, "unknown") not in DEAD_HEALTH]
+    return RingPlan(
+        mode=mode,
+        targets=tuple(dial_of(n, targets[n]) for n in alive),
+        timeout=float(getattr(step, "timeout", 30.0)),
+        early_media_timeout=float(getattr(step, "early_media_timeout", 8.0)),
+        failover_on=frozenset(getattr(step, "failover_on", FAILURES)),
+        skipped=tuple(n for n in names if n not in alive),
+    )
+
+
+def _mode_and_names(step: object) -> tuple[RingMode, tuple[str, ...]]:
+    for mode in RingMode:
+        value = getattr(step, mode.value, None)
+        if value is not None:
+            names = (value,) if isinstance(value, str) else tuple(value)
+            return mode, names
+    raise TypeError(f"not a step the planner knows: {step!r}")
