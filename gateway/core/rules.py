@@ -1,0 +1,356 @@
+"""The admins' rules file: targets, voicemail boxes and routes (DESIGN.md "Rules file").
+
+Pure: text in, a frozen ``Rules`` out, or a ``RulesError`` listing every problem
+with its file and line (see ``rules_errors``; the value types are in
+``rules_values``). Checks come in two passes, like a
+compiler's: the structure of the whole file (every problem at once), then the
+checks that need the whole file (route names unique); references to targets and
+voicemail boxes are checked in the first pass, against the names the file
+defines. Schedules (``when``), modes and health probes are not part of the format
+yet: their keys are refused as unknown, and will be new fields of these models.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml.comments import CommentedMap
+
+from gateway.core.causes import FAILURES
+from gateway.core.rules_errors import (
+    Problem,
+    RulesError,
+    describe,
+    line_of,
+    load_tree,
+    plain,
+    problems_of,
+)
+from gateway.core.rules_values import (
+    NUMBER_SCHEMA,
+    BoxRef,
+    CallerPattern,
+    Dialled,
+    Duration,
+    FailoverOutcome,
+    Name,
+    PublicNumber,
+    SipUri,
+    TargetRef,
+    TimeZone,
+    distinct,
+    fail,
+    normalize_number,
+    one_or_list,
+    one_or_many,
+    unknown,
+)
+
+__all__ = [
+    "Duration", "Match", "NumberTarget", "Problem", "RingAllStep", "RingEachStep", "RingStep",
+    "Route", "Rules", "RulesError", "Step", "Target", "UriTarget", "VoicemailBox",
+    "VoicemailStep", "normalize_number", "parse_rules", "rules_json_schema",
+]  # fmt: skip
+
+
+# --- models --------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NumberTarget(_Strict):
+    """A number dialled through the trunk (separators stripped)."""
+
+    number: Dialled
+
+    @property
+    def address(self) -> str:
+        return self.number
+
+
+class UriTarget(_Strict):
+    """A SIP URI called directly (``sip:`` or ``sips:``)."""
+
+    uri: SipUri
+
+    @property
+    def address(self) -> str:
+        return self.uri
+
+
+class _RingOptions(_Strict):
+    timeout: Duration = Field(default=30.0, description="how long each leg may ring")
+    early_media_timeout: Duration = Field(
+        default=8.0, description="how long a 183 announcement may last before the leg is given up"
+    )
+    failover_on: frozenset[FailoverOutcome] = Field(
+        default=FAILURES, description="outcomes that move on to the next step"
+    )
+
+
+class RingStep(_RingOptions):
+    """Ring one target."""
+
+    kind: ClassVar[str] = "ring"
+    ring: TargetRef
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.ring,)
+
+
+_RingList = Annotated[tuple[TargetRef, ...], Field(min_length=1), AfterValidator(distinct)]
+
+
+class RingAllStep(_RingOptions):
+    """Ring several targets at once; the first to answer wins."""
+
+    kind: ClassVar[str] = "ring_all"
+    ring_all: _RingList
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.ring_all
+
+
+class RingEachStep(_RingOptions):
+    """Ring several targets one after another, ``timeout`` each."""
+
+    kind: ClassVar[str] = "ring_each"
+    ring_each: _RingList
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.ring_each
+
+
+class VoicemailStep(_Strict):
+    """Take a message into a voicemail box; always a route's last step."""
+
+    kind: ClassVar[str] = "voicemail"
+    voicemail: BoxRef
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return ()
+
+
+_STEP_KEYS = {"ring": "RingStep", "ring_all": "RingAllStep", "ring_each": "RingEachStep",
+              "voicemail": "VoicemailStep"}  # fmt: skip
+_TARGET_KEYS = {"number": "NumberTarget", "uri": "UriTarget"}
+
+
+def _tag_by_key(keys: Mapping[str, str]) -> Any:
+    def tag(value: object) -> str | None:
+        if isinstance(value, BaseModel):
+            return type(value).__name__
+        found = [tag for key, tag in keys.items() if isinstance(value, Mapping) and key in value]
+        return found[0] if len(found) == 1 else None
+
+    return tag
+
+
+Step = Annotated[
+    Annotated[RingStep, Tag("RingStep")]
+    | Annotated[RingAllStep, Tag("RingAllStep")]
+    | Annotated[RingEachStep, Tag("RingEachStep")]
+    | Annotated[VoicemailStep, Tag("VoicemailStep")],
+    Discriminator(
+        _tag_by_key(_STEP_KEYS),
+        custom_error_type="step_kind",
+        custom_error_message="a step needs exactly one of ring, ring_all, ring_each, voicemail",
+    ),
+]
+Target = Annotated[
+    Annotated[NumberTarget, Tag("NumberTarget")] | Annotated[UriTarget, Tag("UriTarget")],
+    Discriminator(
+        _tag_by_key(_TARGET_KEYS),
+        custom_error_type="target_kind",
+        custom_error_message="a target needs exactly one of number, uri",
+    ),
+]
+_TAGS: dict[str, type[BaseModel]] = {
+    "RingStep": RingStep, "RingAllStep": RingAllStep, "RingEachStep": RingEachStep,
+    "VoicemailStep": VoicemailStep, "NumberTarget": NumberTarget, "UriTarget": UriTarget,
+}  # fmt: skip
+
+
+def _is_anonymous(caller: str | None) -> bool:
+    return not caller or caller.strip().lower() == "anonymous"
+
+
+class Match(_Strict):
+    """Which calls a route takes: called number(s), optionally caller patterns."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    to: Annotated[
+        tuple[PublicNumber, ...],
+        BeforeValidator(one_or_many),
+        one_or_list(NUMBER_SCHEMA),
+        Field(min_length=1, description="the public number(s) this route serves"),
+    ]
+    from_: Annotated[
+        tuple[CallerPattern, ...],
+        BeforeValidator(one_or_many),
+        one_or_list({"type": "string"}),
+        Field(alias="from", description='numbers, prefixes like "+3247*", or "anonymous"'),
+    ] = ()
+
+    def matches(self, to: str, from_: str | None) -> bool:
+        """Whether a call to ``to`` from ``from_`` (None: withheld) takes this route."""
+        if normalize_number(to) not in self.to:
+            return False
+        return not self.from_ or any(_caller_matches(p, from_) for p in self.from_)
+
+
+def _caller_matches(pattern: str, caller: str | None) -> bool:
+    if _is_anonymous(caller):
+        return pattern == "anonymous"
+    number = normalize_number(caller or "")
+    return number.startswith(pattern[:-1]) if pattern.endswith("*") else number == pattern
+
+
+class Route(_Strict):
+    """A named rule: the calls it matches and the steps they go through."""
+
+    name: Name
+    match: Match
+    steps: Annotated[tuple[Step, ...], Field(min_length=1)]
+
+    @field_validator("steps")
+    @classmethod
+    def _voicemail_last(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        for index, step in enumerate(steps[:-1]):
+            if isinstance(step, VoicemailStep):
+                raise fail("a step after voicemail could never run (voicemail ends the call)",
+                            index + 1)  # fmt: skip
+        return steps
+
+
+class VoicemailBox(_Strict):
+    """Where messages go: a greeting, who gets them, how long they may be."""
+
+    greeting: str | None = Field(default=None, description="audio file played first")
+    email: Annotated[
+        tuple[str, ...], BeforeValidator(one_or_many), one_or_list({"type": "string"})
+    ] = ()
+    max_seconds: Duration = 180.0
+
+    @field_validator("email")
+    @classmethod
+    def _addresses(cls, email: tuple[str, ...]) -> tuple[str, ...]:
+        for index, address in enumerate(email):
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
+                raise fail(f"invalid e-mail address '{address}'", index)
+        return email
+
+
+class Rules(_Strict):
+    """A whole, checked rules file."""
+
+    version: Literal[1] = Field(description="format version; always 1")
+    timezone: TimeZone = "UTC"
+    targets: dict[Name, Target] = Field(default_factory=dict)
+    voicemail: dict[Name, VoicemailBox] = Field(default_factory=dict)
+    routes: Annotated[tuple[Route, ...], Field(min_length=1)]
+
+    @field_validator("routes")
+    @classmethod
+    def _names_unique(cls, routes: tuple[Route, ...]) -> tuple[Route, ...]:
+        names = [route.name for route in routes]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                first = names.index(name)
+                raise fail(f"route name '{name}' is already used by routes[{first}]",
+                            index, "name")  # fmt: skip
+        return routes
+
+    @model_validator(mode="after")
+    def _references(self) -> Rules:
+        # parse_rules checks references item by item (all at once, with lines);
+        # this catches Rules built in code, where there is no file to point into.
+        for r, route in enumerate(self.routes):
+            for s, step in enumerate(route.steps):
+                for name in step.names:
+                    if name not in self.targets:
+                        raise fail(unknown("target", name, self.targets), "routes", r, "steps", s)
+                if isinstance(step, VoicemailStep) and step.voicemail not in self.voicemail:
+                    raise fail(unknown("voicemail box", step.voicemail, self.voicemail),
+                                "routes", r, "steps", s)  # fmt: skip
+        return self
+
+    def route_for(self, to: str, from_: str | None) -> Route | None:
+        """The first route that takes a call to ``to`` from ``from_``, or None (refuse: 404)."""
+        return next((route for route in self.routes if route.match.matches(to, from_)), None)
+
+    def public_numbers(self) -> frozenset[str]:
+        """Every number a route serves (normalised): calls to others are refused."""
+        return frozenset(number for route in self.routes for number in route.match.to)
+
+    def target(self, name: str) -> NumberTarget | UriTarget:
+        """The target called ``name``.
+
+        Raises:
+            KeyError: no such target.
+        """
+        return self.targets[name]
+
+
+def parse_rules(text: str, source: str) -> Rules:
+    """Parse and check a rules file's text.
+
+    Args:
+        text: the YAML text.
+        source: the file name to put in problems.
+
+    Returns:
+        The checked rules.
+
+    Raises:
+        RulesError: every problem found, each with its line.
+    """
+    tree = load_tree(text, source)
+    if not isinstance(tree, CommentedMap):
+        got = "an empty file" if tree is None else describe(plain(tree))
+        message = f"(top): expected a mapping with version, targets and routes, got {got}"
+        raise RulesError([Problem(source, line_of(tree, (), {}), message)])
+    data = plain(tree)
+    assert isinstance(data, dict)
+    context = {section: _names_in(data.get(section)) for section in ("targets", "voicemail")}
+    try:
+        return Rules.model_validate(data, context=context)
+    except ValidationError as error:
+        raise RulesError(problems_of(error.errors(), tree, source, Rules, _TAGS)) from None
+
+
+def _names_in(section: object) -> frozenset[str] | None:
+    if section is None:
+        return frozenset()
+    return frozenset(map(str, section)) if isinstance(section, Mapping) else None
+
+
+def rules_json_schema() -> dict[str, Any]:
+    """The JSON schema of the rules file, for editors (yaml-language-server)."""
+    schema = Rules.model_json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "sip-failover rules",
+    }

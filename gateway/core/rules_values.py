@@ -1,0 +1,181 @@
+"""The values a rules file is made of: durations, numbers, names, references.
+
+Each is an ``Annotated`` type whose validator speaks to the admin ("invalid
+duration '20x' (use 20s, 1m30s, 2h)") and whose JSON schema helps their editor.
+Errors are ``PydanticCustomError``s of type ``rules``; their ``sub_loc`` context
+points below the validated field (an item of a list), see ``rules_errors``.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from gateway.core.causes import FAILURES, Outcome
+from gateway.core.rules_errors import describe
+
+
+def fail(detail: str, *sub_loc: str | int) -> PydanticCustomError:
+    """A validation error in the admin's words; ``sub_loc`` points below the field."""
+    return PydanticCustomError("rules", "{detail}", {"detail": detail, "sub_loc": sub_loc})
+
+
+# --- durations ----------------------------------------------------------------------
+
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|h|m|s))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION.fullmatch(value.strip()):
+        parts = _DURATION_PART.findall(value)
+        seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
+    else:
+        raise fail(f"invalid duration {describe(value)} (use 20s, 1m30s, 2h)")
+    if seconds <= 0:
+        raise fail(f"duration must be more than 0, got {describe(value)}")
+    return seconds
+
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": f"^{_DURATION.pattern}$"},
+        {"type": "number", "exclusiveMinimum": 0},
+    ],
+    "description": "seconds, or 20s, 1m30s, 15m, 2h, 500ms",
+}
+Duration = Annotated[float, BeforeValidator(_seconds), WithJsonSchema(_DURATION_SCHEMA)]
+"""Seconds (float, > 0), written ``20s``, ``1m30s``, ``2h``, ``500ms`` or a plain number."""
+
+# --- numbers, URIs, names -------------------------------------------------------------
+
+_SEPARATORS = re.compile(r"[\s.\-()]")
+_NUMBER = re.compile(r"\+?\d{3,20}")
+NUMBER_SCHEMA = {"type": "string", "pattern": r"^\+?[0-9 .()-]{3,40}$"}
+
+
+def normalize_number(text: str) -> str:
+    """A number as routes compare it: separators stripped, ``00`` prefix as ``+``."""
+    number = _SEPARATORS.sub("", text)
+    return "+" + number[2:] if number.startswith("00") else number
+
+
+def _number(value: object) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise fail(
+            f'write numbers in quotes, e.g. "+{value}": unquoted, YAML reads {value} as an '
+            "integer and drops a leading + or 0"
+        )
+    number = _SEPARATORS.sub("", value) if isinstance(value, str) else ""
+    if not _NUMBER.fullmatch(number):
+        raise fail(f"invalid number {describe(value)} (expected an optional + then 3 to 20 digits)")
+    return number
+
+
+def public_number(value: object) -> str:
+    return normalize_number(_number(value))
+
+
+def caller_pattern(value: object) -> str:
+    if isinstance(value, str) and value.strip().lower() == "anonymous":
+        return "anonymous"
+    if isinstance(value, str) and value.endswith("*"):
+        return public_number(value[:-1]) + "*"
+    return public_number(value)
+
+
+_URI = re.compile(r"sips?:(?:[^@\s]+@)?[^@\s;?]+(?:[;?]\S*)?", re.IGNORECASE)
+
+
+def _uri(value: object) -> str:
+    if not isinstance(value, str) or not _URI.fullmatch(value):
+        raise fail(f"invalid SIP URI {describe(value)} (expected sip:user@host or sips:...)")
+    return value
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise fail(
+            f"invalid name {describe(value)} (use lower-case letters, digits, - and _, "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+def unknown(what: str, name: str, known: Any) -> str:
+    listed = ", ".join(sorted(known)) or "none are defined"
+    return f"unknown {what} '{name}' (defined: {listed})"
+
+
+def _defined(section: str, what: str) -> Any:
+    def check(value: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get(section)
+        if known is not None and value not in known:
+            raise fail(unknown(what, value, known))
+        return value
+
+    return AfterValidator(check)
+
+
+def one_or_list(item: dict[str, Any]) -> WithJsonSchema:
+    """The schema of a field written as one item or a list of them."""
+    return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item, "minItems": 1}]})
+
+
+def one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str | int | float) else value
+
+
+def _failover_outcome(value: object) -> Outcome:
+    if value == Outcome.ANSWERED:
+        raise fail("'answered' is not a failure: failover_on lists outcomes that move on")
+    if value not in {str(o) for o in FAILURES}:
+        expected = ", ".join(o for o in Outcome if o in FAILURES)
+        raise fail(f"unknown outcome {describe(value)} (expected one of: {expected})")
+    return Outcome(str(value))
+
+
+_NAME_SCHEMA = {"type": "string", "pattern": f"^{_NAME.pattern}$"}
+Name = Annotated[str, BeforeValidator(_name), WithJsonSchema(_NAME_SCHEMA)]
+TargetRef = Annotated[str, _defined("targets", "target")]
+BoxRef = Annotated[str, _defined("voicemail", "voicemail box")]
+FailoverOutcome = Annotated[
+    Outcome,
+    BeforeValidator(_failover_outcome),
+    WithJsonSchema({"enum": [o.value for o in Outcome if o in FAILURES]}),
+]
+
+
+def distinct(names: tuple[str, ...]) -> tuple[str, ...]:
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise fail(f"'{name}' is listed twice", index)
+    return names
+
+
+def valid_zone(name: str) -> str:
+    """``name`` if it is a zoneinfo key (``Europe/Brussels``)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise fail(f"unknown time zone '{name}' (use an IANA name like Europe/Brussels)") from None
+    return name
+
+
+Dialled = Annotated[str, BeforeValidator(_number), WithJsonSchema(NUMBER_SCHEMA)]
+PublicNumber = Annotated[str, BeforeValidator(public_number), WithJsonSchema(NUMBER_SCHEMA)]
+CallerPattern = Annotated[str, BeforeValidator(caller_pattern), WithJsonSchema({"type": "string"})]
+SipUri = Annotated[
+    str, BeforeValidator(_uri), WithJsonSchema({"type": "string", "pattern": "^sips?:"})
+]
+TimeZone = Annotated[str, AfterValidator(valid_zone)]
