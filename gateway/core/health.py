@@ -1,0 +1,434 @@
+"""What the gateway believes about each target: health with hysteresis.
+
+Evidence comes from OPTIONS probes, call probes and the outcome of every real
+call (passive). Each piece of evidence gives a verdict: good, unassigned, down,
+or none. ``down_after`` consecutive bad verdicts make a target ``down`` or
+``unassigned``; ``up_after`` consecutive good ones make it ``up``. Results are
+counted, not timed, so the logic needs no clock: the wall time of a change is
+the time stamped on the evidence that caused it.
+
+Invariants of ``TargetHealth``:
+- the good streak and the bad streak are never both above zero;
+- the state leaves ``up``/``unknown`` for a bad state only when the bad streak
+  reaches ``down_after``, and becomes ``up`` only when the good streak reaches
+  ``up_after``;
+- once bad, the kind of the latest bad verdict is the state (a 404 after a run
+  of timeouts turns ``down`` into ``unassigned``);
+- evidence without a verdict neither extends nor breaks a streak.
+
+Human alerts are coalesced (``AlertCoalescer``): MQTT gets every change at
+once, a person gets the net change after the target has been quiet a while.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from gateway.core.causes import Outcome
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime, tzinfo
+
+
+class HealthState(StrEnum):
+    """What the gateway believes about a target."""
+
+    UP = "up"
+    UNASSIGNED = "unassigned"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+DEAD: frozenset[HealthState] = frozenset({HealthState.DOWN, HealthState.UNASSIGNED})
+"""States a plan may skip. ``unknown`` is never skipped: no evidence, no verdict."""
+
+
+class Source(StrEnum):
+    """Where a piece of evidence came from."""
+
+    OPTIONS_PROBE = "options-probe"
+    CALL_PROBE = "call-probe"
+    CALL = "call"
+
+
+class ProbeResult(StrEnum):
+    """Probe results that are not a classified final response."""
+
+    RESPONDED = "responded"  # OPTIONS: some final response came back
+    PROGRESS = "progress"  # an INVITE got 180/183; a probe CANCELs on it
+    TIMEOUT = "timeout"  # no response at all (timer B/F, RFC 3261 17.1)
+
+
+class Verdict(StrEnum):
+    """What one piece of evidence says about a target."""
+
+    GOOD = "good"
+    UNASSIGNED = "unassigned"
+    DOWN = "down"
+
+
+_SOURCE_WORDS: dict[Source, str] = {
+    Source.OPTIONS_PROBE: "OPTIONS probe",
+    Source.CALL_PROBE: "call probe",
+    Source.CALL: "a call",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One observation about a target.
+
+    Attributes:
+        source: options probe, call probe or a real call.
+        outcome: the classified outcome of the leg, or a ``ProbeResult``.
+        sip_code: the SIP status seen (final, or 180/183 for progress), if any.
+        q850: the Q.850 cause from the Reason header, if any.
+        at: wall time of the observation (aware); becomes ``since`` on a change.
+        text: a short line for people, e.g. "404 Q.850 cause 1 to call probe".
+        rang: the leg got 180/183 before it ended (tells a phone that did not
+            answer from a number that never reached a phone).
+    """
+
+    source: Source
+    outcome: Outcome | ProbeResult
+    sip_code: int | None
+    q850: int | None
+    at: datetime
+    text: str
+    rang: bool = False
+
+    @classmethod
+    def of(  # noqa: PLR0913 - every field is a separate fact about the leg
+        cls,
+        source: Source,
+        outcome: Outcome | ProbeResult,
+        at: datetime,
+        *,
+        sip_code: int | None = None,
+        q850: int | None = None,
+        rang: bool = False,
+    ) -> Evidence:
+        """Build evidence with its human text (arguments as the attributes)."""
+        text = f"{_code_words(sip_code, q850, outcome)} to {_SOURCE_WORDS[source]}"
+        return cls(source, outcome, sip_code, q850, at, text, rang)
+
+    def as_json(self) -> dict[str, object]:
+        """The evidence as JSON values (for ``target.health`` events)."""
+        return {
+            "source": self.source.value,
+            "outcome": self.outcome.value,
+            "sip_code": self.sip_code,
+            "q850": self.q850,
+            "at": self.at.isoformat(),
+            "text": self.text,
+        }
+
+
+def _code_words(sip_code: int | None, q850: int | None, outcome: Outcome | ProbeResult) -> str:
+    if sip_code is None:
+        return "no response" if outcome is ProbeResult.TIMEOUT else str(outcome.value)
+    return f"{sip_code} Q.850 cause {q850}" if q850 is not None else str(sip_code)
+
+
+# A final response to OPTIONS means the server is there, whatever it says (a 404
+# or 501 included): OPTIONS never tells "unassigned". Except these: 408 is what
+# pjsip reports on its own when timer F fires, 503 what it reports on a transport
+# error (and what an overloaded server says), 504 a proxy's "next hop silent".
+_OPTIONS_DOWN = frozenset({408, 503, 504})
+
+# Good means "the number exists and reaches a phone". ``failed`` (other 4xx/6xx:
+# 401, 488 ...) is about our request or the trunk account, not the target, and
+# gives no verdict. ``no_answer`` is good only when the leg rang (see verdict()).
+_LEG_VERDICTS: dict[Outcome | ProbeResult, Verdict] = {
+    Outcome.ANSWERED: Verdict.GOOD,
+    Outcome.BUSY: Verdict.GOOD,
+    Outcome.REJECTED: Verdict.GOOD,
+    ProbeResult.PROGRESS: Verdict.GOOD,
+    Outcome.UNASSIGNED: Verdict.UNASSIGNED,
+    Outcome.UNREACHABLE: Verdict.DOWN,
+    ProbeResult.TIMEOUT: Verdict.DOWN,
+}
+
+
+def verdict(evidence: Evidence) -> Verdict | None:
+    """What a piece of evidence says about its target.
+
+    Args:
+        evidence: the observation.
+
+    Returns:
+        ``GOOD``, ``UNASSIGNED`` or ``DOWN``; None when it says nothing about
+        the target (``failed``; ``no_answer`` without ringing: a switched-off
+        phone, which the operator answers fast anyway).
+    """
+    if evidence.source is Source.OPTIONS_PROBE:
+        if evidence.sip_code is None or evidence.sip_code in _OPTIONS_DOWN:
+            return Verdict.DOWN
+        return Verdict.GOOD
+    if evidence.outcome is Outcome.NO_ANSWER:
+        return Verdict.GOOD if evidence.rang else None
+    return _LEG_VERDICTS.get(evidence.outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """Hysteresis thresholds of one target (rules: ``health.<target>``)."""
+
+    down_after: int = 2
+    up_after: int = 1
+
+    def __post_init__(self) -> None:
+        """Raises ValueError for a threshold below 1 (it could never be reached)."""
+        if self.down_after < 1 or self.up_after < 1:
+            raise ValueError("down_after and up_after must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedTarget:
+    """A target as the health board knows it: its address and thresholds."""
+
+    address: str  # the number or URI; a changed address starts over at unknown
+    policy: HealthPolicy = HealthPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthStatus:
+    """A target's current health, as published."""
+
+    address: str
+    state: HealthState
+    since: datetime
+    evidence: Evidence | None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """A target's health moved from ``previous`` to ``state`` at ``since``."""
+
+    target: str
+    address: str
+    previous: HealthState
+    state: HealthState
+    since: datetime
+    evidence: Evidence | None  # None when a rules reload reset the target
+
+    def as_json(self) -> dict[str, object]:
+        """The ``target.health`` event data: target, state, since, evidence."""
+        return {
+            "target": self.target,
+            "state": self.state.value,
+            "since": self.since.isoformat(),
+            "evidence": None if self.evidence is None else self.evidence.as_json(),
+        }
+
+
+class TargetHealth:
+    """One target's health state machine (see the module invariants)."""
+
+    def __init__(self, target: str, watched: WatchedTarget, since: datetime) -> None:
+        """Start at ``unknown`` from ``since`` (aware wall time)."""
+        self.target = target
+        self.watched = watched
+        self.state = HealthState.UNKNOWN
+        self.since = since
+        self.evidence: Evidence | None = None
+        self._good = 0
+        self._bad = 0
+
+    def observe(self, evidence: Evidence) -> HealthChange | None:
+        """Count one piece of evidence; return the change if the state changed."""
+        seen = verdict(evidence)
+        if seen is None:
+            return None
+        self.evidence = evidence
+        new = self._count_good() if seen is Verdict.GOOD else self._count_bad(seen)
+        if new is self.state:
+            return None
+        change = HealthChange(
+            self.target, self.watched.address, self.state, new, evidence.at, evidence
+        )
+        self.state, self.since = new, evidence.at
+        return change
+
+    def status(self) -> HealthStatus:
+        """The current state, its start and the last evidence that counted."""
+        return HealthStatus(self.watched.address, self.state, self.since, self.evidence)
+
+    def _count_good(self) -> HealthState:
+        self._good, self._bad = self._good + 1, 0
+        return HealthState.UP if self._good >= self.watched.policy.up_after else self.state
+
+    def _count_bad(self, seen: Verdict) -> HealthState:
+        self._good, self._bad = 0, self._bad + 1
+        if self._bad >= self.watched.policy.down_after or self.state in DEAD:
+            return HealthState(seen.value)
+        return self.state
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a rules reload did to the board (names, sorted)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]  # clear their retained topics
+    reset: tuple[str, ...]  # address changed: back to unknown, history dropped
+
+
+class HealthBoard:
+    """The health of every target in the rules."""
+
+    def __init__(self) -> None:
+        """Start empty; ``reload`` gives it the targets."""
+        self._targets: dict[str, TargetHealth] = {}
+
+    def reload(self, watched: Mapping[str, WatchedTarget], at: datetime) -> Reloaded:
+        """Follow a rules reload, keeping the history of targets that remain.
+
+        A remaining target with a new policy keeps its state and streaks under
+        the new thresholds; one with a new address is another phone line, so it
+        starts over at ``unknown``.
+
+        Args:
+            watched: every target of the new rules.
+            at: aware wall time, the ``since`` of new and reset targets.
+
+        Returns:
+            The names added, removed and reset.
+        """
+        old = self._targets
+        removed = sorted(old.keys() - watched.keys())
+        added = sorted(watched.keys() - old.keys())
+        reset = sorted(
+            n for n in watched.keys() & old.keys() if old[n].watched.address != watched[n].address
+        )
+        for name in removed:
+            del old[name]
+        for name in (*added, *reset):
+            old[name] = TargetHealth(name, watched[name], at)
+        for name, spec in watched.items():
+            old[name].watched = spec
+        return Reloaded(tuple(added), tuple(removed), tuple(reset))
+
+    def observe(self, target: str, evidence: Evidence) -> HealthChange | None:
+        """Count evidence for a target; None for a name no longer in the rules.
+
+        A call still ringing a target that a reload removed reports its
+        outcome later: it is dropped, not an error.
+        """
+        health = self._targets.get(target)
+        return None if health is None else health.observe(evidence)
+
+    def state(self, target: str) -> HealthState:
+        """The target's state; ``unknown`` for a name the board does not know."""
+        health = self._targets.get(target)
+        return HealthState.UNKNOWN if health is None else health.state
+
+    def snapshot(self) -> dict[str, HealthStatus]:
+        """Every target's status, by name."""
+        return {name: health.status() for name, health in self._targets.items()}
+
+
+@dataclass(slots=True)
+class _Pending:
+    first: HealthChange
+    latest: HealthChange
+    first_at: float
+    last_at: float
+
+
+def _is_news(change: HealthChange) -> bool:
+    # A fresh start finding a target up, or a reset to unknown, tells a person
+    # nothing; a flap that ended where it began is no change at all.
+    if change.state is change.previous or change.state is HealthState.UNKNOWN:
+        return False
+    return not (change.previous is HealthState.UNKNOWN and change.state is HealthState.UP)
+
+
+class AlertCoalescer:
+    """Turns bursts of health changes into one alert per target.
+
+    An alert for a target is due ``window`` seconds after its last change, or
+    ``max_delay`` seconds after its first pending change if it keeps changing.
+    The alert is the net change (state before the first, state after the last):
+    up, down, up inside one window sends nothing. Times are monotonic seconds.
+    """
+
+    def __init__(self, window: float = 120.0, max_delay: float | None = None) -> None:
+        """Set the quiet window and the longest delay (default 5 windows).
+
+        Raises:
+            ValueError: for a negative window or a max_delay below the window.
+        """
+        self.window = window
+        self.max_delay = 5 * window if max_delay is None else max_delay
+        if window < 0 or self.max_delay < window:
+            raise ValueError("need 0 <= window <= max_delay")
+        self._pending: dict[str, _Pending] = {}
+
+    def push(self, change: HealthChange, now: float) -> None:
+        """Queue a change seen at monotonic time ``now``."""
+        pending = self._pending.get(change.target)
+        if pending is None:
+            self._pending[change.target] = _Pending(change, change, now, now)
+        else:
+            pending.latest, pending.last_at = change, now
+
+    def forget(self, target: str) -> None:
+        """Drop what is pending for a target removed from the rules."""
+        self._pending.pop(target, None)
+
+    def next_deadline(self) -> float | None:
+        """When the next alert is due (monotonic), or None when nothing is pending."""
+        return min((self._deadline(p) for p in self._pending.values()), default=None)
+
+    def due(self, now: float) -> list[HealthChange]:
+        """Take the alerts due at ``now``: net changes, in target-name order."""
+        ready = sorted(t for t, p in self._pending.items() if self._deadline(p) <= now)
+        alerts = [self._net(self._pending.pop(t)) for t in ready]
+        return [a for a in alerts if _is_news(a)]
+
+    def _deadline(self, pending: _Pending) -> float:
+        return min(pending.last_at + self.window, pending.first_at + self.max_delay)
+
+    @staticmethod
+    def _net(pending: _Pending) -> HealthChange:
+        return replace(pending.latest, previous=pending.first.previous)
+
+
+_VERBS: dict[HealthState, str] = {
+    HealthState.UP: "is UP",
+    HealthState.UNASSIGNED: "answers UNASSIGNED",
+    HealthState.DOWN: "is DOWN",
+    HealthState.UNKNOWN: "is UNKNOWN",
+}
+
+
+def alert_text(
+    change: HealthChange,
+    *,
+    label: str = "",
+    calls_go_to: str | None = None,
+    tz: tzinfo | None = None,
+) -> str:
+    """One line for a person, e.g. "Main line office-mobile (+32470000001)
+    answers UNASSIGNED since 10:42 — calls go to anna".
+
+    Args:
+        change: the (net) change.
+        label: what the target is to people ("Main line"), put first if given.
+        calls_go_to: where calls go now, as the caller words it.
+        tz: the zone to show the time in (the rules' timezone); as stamped if None.
+
+    Returns:
+        The text.
+    """
+    who = f"{label} {change.target}" if label else change.target
+    verb = _VERBS[change.state]
+    if change.state is HealthState.UP and change.previous in DEAD:
+        verb += " again"
+    since = change.since if tz is None else change.since.astimezone(tz)
+    text = f"{who} ({change.address}) {verb} since {since:%H:%M}"
+    return f"{text} \N{EM DASH} calls go to {calls_go_to}" if calls_go_to else text
