@@ -107,8 +107,11 @@ def classify(status: int, reason_header: str | None = None) -> Classified:
         The outcome, with the status and the Q.850 cause it was derived from.
     """
     cause = q850_cause(reason_header)
-    if cause is not None and status >= 300:
-        return Classified(_BY_Q850.get(cause, Outcome.FAILED), status, cause)
+    by_cause = _BY_Q850.get(cause, Outcome.FAILED) if cause is not None else None
+    # Only a 2xx answers: cause 16 (normal clearing) on an error response is a
+    # release before answer, so the status code says how the leg ended.
+    if by_cause is not None and by_cause is not Outcome.ANSWERED and status >= 300:
+        return Classified(by_cause, status, cause)
     return Classified(_outcome_of_status(status), status, cause)
 
 
