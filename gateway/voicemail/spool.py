@@ -1,0 +1,366 @@
+"""The durable voicemail spool: a recording is never lost once it is committed.
+
+Layout under the root (``<state_dir>/voicemail``)::
+
+    tmp/<id>.wav          being recorded (a reservation), or a commit cut short
+    tmp/<id>.json.part    metadata being written
+    queue/<id>.json       a message waiting for the mail server, with its retry state
+    queue/<id>.wav        its audio
+    failed/<id>.json      given up (refused, or past its lifetime): kept, never deleted
+    failed/<id>.wav
+
+Where a message's JSON file is, the message is: ``queue/`` or ``failed/``. The
+audio follows its JSON; every move writes the JSON first, so a crash between
+two renames leaves a state ``pending()`` completes on the next start (audio
+still in tmp/ after its JSON reached queue/, a JSON in both queue/ and
+failed/, a queue/ audio file whose JSON was removed after delivery).
+
+Every write is fsync'd, then renamed, then its directory fsync'd (rename is
+atomic on POSIX; the directory fsync makes the rename itself durable).
+``commit()`` returns only after all of that: only then may anyone announce the
+message. Every OS error becomes a ``SpoolError``: the caller must report it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from gateway.voicemail.retry import RetryState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+_FORMAT = 1
+
+
+def now_utc() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class SpoolError(Exception):
+    """The spool could not be read or written (disk full, permissions, I/O error).
+
+    A voicemail may be at stake: whoever catches this must tell the admin.
+    """
+
+
+@dataclass(frozen=True)
+class VoicemailMeta:
+    """What is known about one voicemail, written next to its audio.
+
+    Attributes:
+        id: the spool id (from ``Reservation.id``), sortable by time.
+        call_id: the inbound call's id.
+        caller: the caller's number, ``""`` when withheld.
+        called: the number that was called.
+        started_at: when recording started (aware).
+        duration: length of the recording in seconds.
+        route: the route that sent the call to voicemail.
+        box: the voicemail box.
+        why: why the call ended here, e.g. "main line unassigned, backups no answer".
+        recipients: addresses the message is mailed to.
+    """
+
+    id: str
+    call_id: str
+    caller: str
+    called: str
+    started_at: datetime
+    duration: float
+    route: str
+    box: str
+    why: str
+    recipients: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.started_at.tzinfo is None:
+            raise ValueError("started_at must be timezone-aware")
+        if not self.recipients:
+            raise ValueError(f"voicemail {self.id} has no recipients")
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata as JSON values."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["started_at"] = self.started_at.isoformat()
+        data["recipients"] = list(self.recipients)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VoicemailMeta:
+        """Read metadata written by ``to_json``."""
+        fields = dict(data)
+        fields["started_at"] = datetime.fromisoformat(data["started_at"])
+        fields["recipients"] = tuple(data["recipients"])
+        fields["duration"] = float(data["duration"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A place to record into, not yet a message.
+
+    Attributes:
+        id: the id the message will have.
+        call_id: the call being recorded.
+        path: where the recorder writes the WAV.
+    """
+
+    id: str
+    call_id: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class SpooledMessage:
+    """A committed voicemail and its delivery state.
+
+    Attributes:
+        meta: what the voicemail is.
+        retry: where it stands in the mail queue.
+        audio: the WAV file.
+    """
+
+    meta: VoicemailMeta
+    retry: RetryState
+    audio: Path
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+
+class Spool:
+    """Voicemail files on disk: reserve, commit, list, deliver, fail.
+
+    Safe to call from the event loop and from worker threads at once (one lock).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        clock: Callable[[], datetime] = now_utc,
+        stale_after: timedelta = timedelta(minutes=10),
+    ) -> None:
+        """Open (and create) the spool under ``root``.
+
+        Raises:
+            SpoolError: the folders cannot be created.
+        """
+        self.root = root
+        self._tmp, self._queue, self._failed = root / "tmp", root / "queue", root / "failed"
+        self._clock = clock
+        self._stale_after = stale_after
+        self._lock = threading.Lock()
+        self._reported: set[Path] = set()
+        with _errors(f"cannot create the voicemail spool in {root}"):
+            for folder in (self._tmp, self._queue, self._failed):
+                folder.mkdir(parents=True, exist_ok=True)
+
+    def reserve(self, call_id: str) -> Reservation:
+        """A new id and the temporary path to record the call into."""
+        now = self._clock().astimezone(UTC)
+        spool_id = f"{now:%Y%m%dT%H%M%S}-{now.microsecond:06d}-{secrets.token_hex(3)}"
+        return Reservation(spool_id, call_id, self._tmp / f"{spool_id}.wav")
+
+    def commit(self, reservation: Reservation, meta: VoicemailMeta) -> SpooledMessage:
+        """Make a finished recording durable and queue it for mail.
+
+        Only after this returns may the voicemail be announced.
+
+        Raises:
+            SpoolError: the audio is missing or could not be made durable.
+            ValueError: ``meta`` is not about this reservation.
+        """
+        if meta.id != reservation.id:
+            raise ValueError(f"metadata {meta.id} does not belong to {reservation.id}")
+        retry = RetryState(queued_at=self._clock())
+        with self._lock, _errors(f"cannot commit voicemail {meta.id} in {self.root}"):
+            _fsync_file(reservation.path)
+            self._write_record(self._queue, meta, retry)
+            reservation.path.replace(self._queue / f"{meta.id}.wav")
+            _fsync_dir(self._queue)
+            _fsync_dir(self._tmp)
+        logger.info("voicemail {} from {} queued for {}", meta.id, meta.caller, meta.recipients)
+        return SpooledMessage(meta, retry, self._queue / f"{meta.id}.wav")
+
+    def discard(self, reservation: Reservation) -> None:
+        """Drop a recording that will not be kept (e.g. too short to be a message)."""
+        with self._lock, _errors(f"cannot remove {reservation.path}"):
+            reservation.path.unlink(missing_ok=True)
+
+    def pending(self) -> list[SpooledMessage]:
+        """Messages waiting for the mail server, oldest first.
+
+        Completes moves a crash cut short, and reports (in the log, once)
+        recordings left in tmp/ for longer than ``stale_after``.
+
+        Raises:
+            SpoolError: the queue cannot be read or repaired.
+        """
+        with self._lock, _errors(f"cannot read the voicemail queue in {self.root}"):
+            self._repair()
+            self._report_leftovers()
+            found = [self._read(path) for path in sorted(self._queue.glob("*.json"))]
+        return [message for message in found if message is not None]
+
+    def failed(self) -> list[SpooledMessage]:
+        """Messages given up on, oldest first (for status and manual resend)."""
+        with self._lock, _errors(f"cannot read {self._failed}"):
+            found = [self._read(path) for path in sorted(self._failed.glob("*.json"))]
+        return [message for message in found if message is not None]
+
+    def update(self, message: SpooledMessage, retry: RetryState) -> SpooledMessage:
+        """Persist a queued message's new retry state (atomic rewrite).
+
+        Raises:
+            SpoolError: the state could not be written.
+        """
+        with self._lock, _errors(f"cannot save the retry state of voicemail {message.id}"):
+            self._write_record(self._queue, message.meta, retry)
+        return SpooledMessage(message.meta, retry, message.audio)
+
+    def delivered(self, message: SpooledMessage) -> None:
+        """Remove a message the mail server accepted (2xx to DATA), and only then.
+
+        Raises:
+            SpoolError: the files could not be removed (the message may be sent again).
+        """
+        with self._lock, _errors(f"cannot remove delivered voicemail {message.id}"):
+            (self._queue / f"{message.id}.json").unlink(missing_ok=True)
+            (self._queue / f"{message.id}.wav").unlink(missing_ok=True)
+            _fsync_dir(self._queue)
+
+    def fail(self, message: SpooledMessage, retry: RetryState) -> SpooledMessage:
+        """Move a message given up on to failed/, with its final state. Kept, never deleted.
+
+        Raises:
+            SpoolError: the move could not be made durable.
+        """
+        with self._lock, _errors(f"cannot move voicemail {message.id} to {self._failed}"):
+            self._write_record(self._failed, message.meta, retry)
+            self._finish_failing(message.id)
+        logger.error("voicemail {} kept in {}: {}", message.id, self._failed, retry.last_error)
+        return SpooledMessage(message.meta, retry, self._failed / f"{message.id}.wav")
+
+    def leftovers(self) -> list[Path]:
+        """Files in tmp/ older than ``stale_after``: recordings whose call never finished."""
+        limit = (self._clock() - self._stale_after).timestamp()
+        with _errors(f"cannot read {self._tmp}"):
+            return sorted(path for path in self._tmp.iterdir() if path.stat().st_mtime < limit)
+
+    def _write_record(self, folder: Path, meta: VoicemailMeta, retry: RetryState) -> None:
+        record = {"format": _FORMAT, "meta": meta.to_json(), "retry": _retry_to_json(retry)}
+        scratch = self._tmp / f"{meta.id}.json.part"
+        with scratch.open("w", encoding="utf-8") as file:
+            json.dump(record, file, indent=1, ensure_ascii=False)
+            file.flush()
+            os.fsync(file.fileno())
+        scratch.replace(folder / f"{meta.id}.json")
+        _fsync_dir(folder)
+
+    def _finish_failing(self, spool_id: str) -> None:
+        (self._queue / f"{spool_id}.json").unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self._queue / f"{spool_id}.wav").replace(self._failed / f"{spool_id}.wav")
+        _fsync_dir(self._failed)
+        _fsync_dir(self._queue)
+
+    def _repair(self) -> None:
+        """Complete the moves a crash cut short (see the module docstring)."""
+        for record in self._queue.glob("*.json"):
+            spool_id = record.stem
+            audio, recording = self._queue / f"{spool_id}.wav", self._tmp / f"{spool_id}.wav"
+            if (self._failed / record.name).exists():
+                self._finish_failing(spool_id)
+            elif not audio.exists() and recording.exists():
+                recording.replace(audio)
+                _fsync_dir(self._queue)
+                logger.warning("voicemail {}: finished a commit cut short", spool_id)
+        for audio in self._queue.glob("*.wav"):
+            if (self._failed / f"{audio.stem}.json").exists():
+                self._finish_failing(audio.stem)
+            elif not (self._queue / f"{audio.stem}.json").exists():
+                # Its JSON goes first on delivery: this one was accepted by the server.
+                audio.unlink()
+                logger.info("voicemail {}: removed audio left after delivery", audio.stem)
+
+    def _report_leftovers(self) -> None:
+        for path in self.leftovers():
+            if path not in self._reported:
+                self._reported.add(path)
+                logger.warning("voicemail spool: {} was never committed (call cut short?)", path)
+
+    def _read(self, record: Path) -> SpooledMessage | None:
+        """One message, or ``None`` (logged, and kept in failed/) when unreadable."""
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+            meta = VoicemailMeta.from_json(data["meta"])
+            retry = _retry_from_json(data["retry"])
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.error("voicemail spool: {} is unreadable ({}), moved to failed/", record, exc)
+            if record.parent == self._queue:
+                record.replace(self._failed / record.name)
+                self._finish_failing(record.stem)
+            return None
+        audio = record.with_suffix(".wav")
+        if not audio.exists():
+            logger.error("voicemail {}: audio {} is missing; mailing the details", meta.id, audio)
+        return SpooledMessage(meta, retry, audio)
+
+
+def _retry_to_json(retry: RetryState) -> dict[str, Any]:
+    return {
+        "queued_at": retry.queued_at.isoformat(),
+        "attempts": retry.attempts,
+        "next_attempt_at": retry.next_attempt_at.isoformat() if retry.next_attempt_at else None,
+        "last_error": retry.last_error,
+    }
+
+
+def _retry_from_json(data: dict[str, Any]) -> RetryState:
+    later = data.get("next_attempt_at")
+    return RetryState(
+        queued_at=datetime.fromisoformat(data["queued_at"]),
+        attempts=int(data.get("attempts", 0)),
+        next_attempt_at=datetime.fromisoformat(later) if later else None,
+        last_error=data.get("last_error"),
+    )
+
+
+@contextlib.contextmanager
+def _errors(action: str) -> Iterator[None]:
+    """Turn an OS error into a ``SpoolError`` that says what could not be done."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise SpoolError(f"{action}: {reason}{where}") from exc
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
