@@ -154,15 +154,10 @@ _LEG_VERDICTS: dict[Outcome | ProbeResult, Verdict] = {
 
 
 def verdict(evidence: Evidence) -> Verdict | None:
-    """What a piece of evidence says about its target.
+    """What a piece of evidence says about its target, or None.
 
-    Args:
-        evidence: the observation.
-
-    Returns:
-        ``GOOD``, ``UNASSIGNED`` or ``DOWN``; None when it says nothing about
-        the target (``failed``; ``no_answer`` without ringing: a switched-off
-        phone, which the operator answers fast anyway).
+    None when it says nothing about the target: ``failed``, and ``no_answer``
+    without ringing (a switched-off phone, which the operator answers fast anyway).
     """
     if evidence.source is Source.OPTIONS_PROBE:
         if evidence.sip_code is None or evidence.sip_code in _OPTIONS_DOWN:
@@ -201,7 +196,16 @@ class HealthStatus:
     address: str
     state: HealthState
     since: datetime
-    evidence: Evidence | None
+    evidence: Evidence | None  # None until some evidence counted
+
+    def as_json(self, target: str) -> dict[str, object]:
+        """The ``target.health`` event data: target, state, since, evidence."""
+        return {
+            "target": target,
+            "state": self.state.value,
+            "since": self.since.isoformat(),
+            "evidence": None if self.evidence is None else self.evidence.as_json(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,16 +217,12 @@ class HealthChange:
     previous: HealthState
     state: HealthState
     since: datetime
-    evidence: Evidence | None  # None when a rules reload reset the target
+    evidence: Evidence | None
 
     def as_json(self) -> dict[str, object]:
         """The ``target.health`` event data: target, state, since, evidence."""
-        return {
-            "target": self.target,
-            "state": self.state.value,
-            "since": self.since.isoformat(),
-            "evidence": None if self.evidence is None else self.evidence.as_json(),
-        }
+        status = HealthStatus(self.address, self.state, self.since, self.evidence)
+        return status.as_json(self.target)
 
 
 class TargetHealth:
@@ -289,14 +289,8 @@ class HealthBoard:
 
         A remaining target with a new policy keeps its state and streaks under
         the new thresholds; one with a new address is another phone line, so it
-        starts over at ``unknown``.
-
-        Args:
-            watched: every target of the new rules.
-            at: aware wall time, the ``since`` of new and reset targets.
-
-        Returns:
-            The names added, removed and reset.
+        starts over at ``unknown``. ``at`` (aware) is the ``since`` of new and
+        reset targets. Returns the names added, removed and reset.
         """
         old = self._targets
         removed = sorted(old.keys() - watched.keys())
@@ -357,11 +351,7 @@ class AlertCoalescer:
     """
 
     def __init__(self, window: float = 120.0, max_delay: float | None = None) -> None:
-        """Set the quiet window and the longest delay (default 5 windows).
-
-        Raises:
-            ValueError: for a negative window or a max_delay below the window.
-        """
+        """Seconds of quiet and longest delay (default 5 windows); ValueError if <0 or <window."""
         self.window = window
         self.max_delay = 5 * window if max_delay is None else max_delay
         if window < 0 or self.max_delay < window:
@@ -398,12 +388,7 @@ class AlertCoalescer:
         return replace(pending.latest, previous=pending.first.previous)
 
 
-_VERBS: dict[HealthState, str] = {
-    HealthState.UP: "is UP",
-    HealthState.UNASSIGNED: "answers UNASSIGNED",
-    HealthState.DOWN: "is DOWN",
-    HealthState.UNKNOWN: "is UNKNOWN",
-}
+_VERBS = {HealthState.UNASSIGNED: "answers UNASSIGNED"}  # else "is <STATE>"
 
 
 def alert_text(
@@ -413,20 +398,14 @@ def alert_text(
     calls_go_to: str | None = None,
     tz: tzinfo | None = None,
 ) -> str:
-    """One line for a person, e.g. "Main line office-mobile (+32470000001)
-    answers UNASSIGNED since 10:42 — calls go to anna".
+    """One line for a person about a (net) change.
 
-    Args:
-        change: the (net) change.
-        label: what the target is to people ("Main line"), put first if given.
-        calls_go_to: where calls go now, as the caller words it.
-        tz: the zone to show the time in (the rules' timezone); as stamped if None.
-
-    Returns:
-        The text.
+    E.g. "Main line office-mobile (+32470000001) answers UNASSIGNED since 10:42
+    — calls go to anna": ``label`` first if given, ``calls_go_to`` as the caller
+    words it, the time in ``tz`` (the rules' timezone; as stamped if None).
     """
     who = f"{label} {change.target}" if label else change.target
-    verb = _VERBS[change.state]
+    verb = _VERBS.get(change.state, f"is {change.state.value.upper()}")
     if change.state is HealthState.UP and change.previous in DEAD:
         verb += " again"
     since = change.since if tz is None else change.since.astimezone(tz)

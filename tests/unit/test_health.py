@@ -218,7 +218,12 @@ def test_board_tracks_each_target_apart():
     assert change.address == MOBILE
     assert board.state("office") is HealthState.UNASSIGNED
     assert board.state("anna") is HealthState.UNKNOWN
-    assert board.snapshot()["anna"].since == T0
+    assert board.snapshot()["anna"].as_json("anna") == {
+        "target": "anna",
+        "state": "unknown",
+        "since": "2026-03-02T09:00:00+00:00",
+        "evidence": None,
+    }
 
 
 def test_reload_keeps_history_of_remaining_targets():
