@@ -70,8 +70,8 @@ def normalize_number(text: str) -> str:
 def _number(value: object) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise fail(
-            f'write numbers in quotes, e.g. "+{value}": unquoted, YAML reads {value} as an '
-            "integer and drops a leading + or 0"
+            f'write numbers in quotes, e.g. "+32470000001": YAML reads the unquoted {value} '
+            "as an integer, dropping a leading + or 0"
         )
     number = _SEPARATORS.sub("", value) if isinstance(value, str) else ""
     if not _NUMBER.fullmatch(number):

@@ -1,0 +1,150 @@
+"""`check` and `explain` as an admin sees them: file:line problems, route in words."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.core.rules import RulesError
+from gateway.rules_cli import check, explain
+from gateway.rules_file import load_rules, schema_text
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "rules" / "example.yaml"
+BROKEN = sorted((ROOT / "tests" / "data" / "rules" / "broken").glob("*.yaml"))
+EXPECT = re.compile(r"# expect: (\d+): (.+)")
+
+
+def expectations(path: Path) -> list[tuple[int, str]]:
+    """The `# expect: LINE: fragment` comments at the top of a broken file."""
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = EXPECT.fullmatch(line.strip())
+        if not match:
+            break
+        found.append((int(match.group(1)), match.group(2)))
+    return found
+
+
+def run_check(*paths: Path) -> tuple[int, list[str]]:
+    out = io.StringIO()
+    code = check(list(paths), out)
+    return code, out.getvalue().splitlines()
+
+
+def test_there_are_enough_broken_files() -> None:
+    assert len(BROKEN) >= 12
+    assert all(expectations(path) for path in BROKEN)
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_broken_file_reports_exactly_its_problems(path: Path) -> None:
+    code, lines = run_check(path)
+    assert code == 1
+    expected = expectations(path)
+    assert len(lines) == len(expected), lines
+    for printed, (line, fragment) in zip(lines, sorted(expected), strict=True):
+        assert printed.startswith(f"{path}:{line}: "), printed
+        assert fragment in printed, printed
+
+
+def test_example_is_ok() -> None:
+    code, lines = run_check(EXAMPLE)
+    assert code == 0
+    assert lines == [f"{EXAMPLE}: ok (1 route, 3 targets)"]
+
+
+def test_one_bad_file_among_good_ones_fails_the_check() -> None:
+    code, lines = run_check(EXAMPLE, BROKEN[0])
+    assert code == 1
+    assert lines[0].endswith(": ok (1 route, 3 targets)")
+    assert lines[1].startswith(f"{BROKEN[0]}:")
+
+
+def test_missing_file_is_a_problem_at_line_0(tmp_path: Path) -> None:
+    missing = tmp_path / "rules.yaml"
+    code, lines = run_check(missing)
+    assert code == 1
+    assert lines == [f"{missing}:0: cannot read the file: No such file or directory"]
+
+
+def test_non_utf8_file_points_at_the_line_of_the_bad_byte(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(
+        "version: 1\ntargets:\n  caf\xe9: {number: '+32480000002'}\n".encode("latin-1")
+    )
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    (problem,) = caught.value.problems
+    assert problem.line == 3
+    assert "not UTF-8" in problem.message
+
+
+def test_committed_schema_is_up_to_date() -> None:
+    committed = (ROOT / "rules" / "rules.schema.json").read_text(encoding="utf-8")
+    assert committed == schema_text(), (
+        "rules/rules.schema.json is stale: "
+        "python -m gateway.rules_file --write-schema rules/rules.schema.json"
+    )
+
+
+def test_example_names_its_schema_on_the_first_line() -> None:
+    first = EXAMPLE.read_text(encoding="utf-8").splitlines()[0]
+    assert first == "# yaml-language-server: $schema=./rules.schema.json"
+
+
+def run_explain(path: Path, to: str, from_: str | None = None, *, as_json: bool = False,
+                at: datetime | None = None) -> tuple[int, str]:  # fmt: skip
+    out = io.StringIO()
+    code = explain(path, to, from_, at, as_json, out)
+    return code, out.getvalue()
+
+
+def test_explain_says_the_route_in_words() -> None:
+    code, text = run_explain(EXAMPLE, "+32 2 555 01 00", "+32470999999")
+    assert code == 0
+    assert text.strip() == (
+        "route main-line: "
+        "1. ring office-mobile (+32470000001) for 20s, "
+        "fail over on unassigned, busy, no_answer, unreachable; "
+        "2. ring anna (+32480000002) and desk (sip:desk@192.0.2.10) at once for 25s; "
+        "3. voicemail main"
+    )
+
+
+def test_explain_json_has_the_same_content() -> None:
+    at = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+    code, text = run_explain(EXAMPLE, "003225550100", None, as_json=True, at=at)
+    assert code == 0
+    report = json.loads(text)
+    assert report["route"] == "main-line"
+    assert report["at"] == "2026-05-04T09:30:00+00:00"
+    assert [step["kind"] for step in report["steps"]] == ["ring", "ring_all", "voicemail"]
+    first, second, last = report["steps"]
+    assert first["targets"] == [{"name": "office-mobile", "address": "+32470000001"}]
+    assert first["timeout"] == 20.0
+    assert first["failover_on"] == ["unassigned", "busy", "no_answer", "unreachable"]
+    assert second["timeout"] == 25.0
+    assert second["early_media_timeout"] == 8.0
+    assert [t["name"] for t in second["targets"]] == ["anna", "desk"]
+    assert last == {"kind": "voicemail", "box": "main"}
+    assert report["text"].startswith("at 2026-05-04T09:30:00+00:00: route main-line: 1. ring")
+
+
+def test_explain_without_a_route_exits_1_and_says_the_call_is_refused() -> None:
+    code, text = run_explain(EXAMPLE, "+3225550199")
+    assert code == 1
+    assert "+3225550199 is not a public number here (+3225550100)" in text
+    assert "404" in text
+
+
+def test_explain_on_a_broken_file_prints_its_problems() -> None:
+    path = next(p for p in BROKEN if p.stem == "bad_duration")
+    code, text = run_explain(path, "+3225550100")
+    assert code == 2
+    assert text.startswith(f"{path}:12: routes[0].steps[1].timeout: invalid duration")
