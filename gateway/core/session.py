@@ -195,12 +195,14 @@ class CallSession:
 
     def _next_step(self, now: float, from_names: tuple[str, ...] | None) -> list[Action]:
         self.step_index += 1
-        if self.step_index >= len(self.plan.steps):
-            return self._refuse(now)
-        step = self.plan.steps[self.step_index]
+        step = self.plan.steps[self.step_index] if self.step_index < len(self.plan.steps) else None
         actions: list[Action] = []
         if from_names is not None and self.last is not None:
-            actions.append(Notify("call.failover", self._failover_data(from_names, step.names)))
+            # A failover with no step left is still reported (``to`` null).
+            to = step.names if step is not None else None
+            actions.append(Notify("call.failover", self._failover_data(from_names, to)))
+        if step is None:
+            return actions + self._refuse(now)
         actions.append(
             Notify(
                 "call.step",
@@ -312,13 +314,15 @@ class CallSession:
     def _ids(self, **data: object) -> dict[str, object]:
         return {"call_id": self.info.call_id, **data}
 
-    def _failover_data(self, from_names: tuple[str, ...], to: tuple[str, ...]) -> dict[str, object]:
+    def _failover_data(
+        self, from_names: tuple[str, ...], to: tuple[str, ...] | None
+    ) -> dict[str, object]:
         last = self.last
         assert last is not None
         return self._ids(
             **{
                 "from": list(from_names),
-                "to": list(to),
+                "to": list(to) if to is not None else None,
                 "outcome": last.outcome.value if last.outcome else None,
                 "sip_code": last.sip_code,
                 "q850": last.q850,
