@@ -75,7 +75,9 @@ class LegRecord:
         self.cancelled = cancelled_by_us
 
     def due(self) -> float:
-        return min(self.deadline, self.early_deadline or self.deadline)
+        if self.early_deadline is None:  # not "or": 0.0 is a deadline too
+            return self.deadline
+        return min(self.deadline, self.early_deadline)
 
     def timeout_outcome(self) -> Outcome:
         """How a leg that ran out of time ended.
