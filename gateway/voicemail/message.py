@@ -38,7 +38,7 @@ def caller_label(meta: VoicemailMeta) -> str:
 
 def format_duration(seconds: float) -> str:
     """``0:42``, ``3:05``, ``1:02:03``."""
-    total = max(round(seconds), 0)
+    total = max(int(seconds + 0.5), 0)  # 0:42.5 reads 0:43, not round()'s even 0:42
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

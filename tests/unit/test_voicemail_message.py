@@ -38,6 +38,12 @@ def received(meta: VoicemailMeta = META, audio: bytes | None = AUDIO) -> EmailMe
     return parsed
 
 
+def text_of(mail: EmailMessage) -> str:
+    part = mail.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
 def test_subject_names_caller_duration_and_why() -> None:
     assert received()["Subject"] == "Voicemail from +32470000001 (0:42) — main line unassigned"
 
@@ -47,7 +53,7 @@ def test_withheld_caller_is_anonymous() -> None:
 
 
 def test_body_tells_who_when_in_local_time_and_why() -> None:
-    text = received().get_body(preferencelist=("plain",)).get_content()
+    text = text_of(received())
     assert "+32470000001" in text
     assert "Saturday 14 March 2026, 10:15:30 (Europe/Brussels)" in text
     assert "0:42" in text
@@ -82,7 +88,7 @@ def test_a_caller_id_with_line_breaks_cannot_inject_headers() -> None:
 def test_lost_audio_still_sends_the_details() -> None:
     mail = received(audio=None)
     assert list(mail.iter_attachments()) == []
-    assert "recording was lost" in mail.get_body(preferencelist=("plain",)).get_content()
+    assert "recording was lost" in text_of(mail)
 
 
 @pytest.mark.parametrize(
