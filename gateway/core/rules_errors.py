@@ -188,6 +188,7 @@ def _words(error: ErrorDetails, keys: list[str]) -> str:
         "missing": "required, but missing",
         "extra_forbidden": f"unknown key (expected one of: {', '.join(keys)})",
         "too_short": "must not be empty",
+        "invalid_key": f"keys must be text, got {describe(value)}",
         "value_error": str(ctx.get("error", error["msg"])),
     }
     if kind in fixed:
