@@ -65,6 +65,14 @@ class Inbox:
             self.accepted.append(mail)
         return self.reply
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.startswith("gone@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
 
 def only_our_login(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
     ok = isinstance(auth_data, LoginPassword) and auth_data == (USER.encode(), PASSWORD.encode())
@@ -154,7 +162,11 @@ def wav_bytes(seconds: float = 1.0, rate: int = 8000) -> bytes:
     return buffer.getvalue()
 
 
-def leave_voicemail(spool: Spool, caller: str = "+32470000001") -> SpooledMessage:
+def leave_voicemail(
+    spool: Spool,
+    caller: str = "+32470000001",
+    recipients: tuple[str, ...] = ("office@example.com",),
+) -> SpooledMessage:
     reservation = spool.reserve(f"call-{caller}")
     reservation.path.write_bytes(wav_bytes())
     meta = VoicemailMeta(
@@ -167,7 +179,7 @@ def leave_voicemail(spool: Spool, caller: str = "+32470000001") -> SpooledMessag
         route="main-line",
         box="main",
         why="main line unassigned, backups no answer",
-        recipients=("office@example.com",),
+        recipients=recipients,
     )
     return spool.commit(reservation, meta)
 
@@ -239,6 +251,36 @@ async def test_permanent_refusal_keeps_the_voicemail_in_failed(
     assert kind == "voicemail.failed"
     assert data["permanent"] is True
     assert "550" in str(data["error"])
+
+
+async def test_a_mail_server_down_for_the_whole_lifetime_ends_in_failed(
+    tmp_path: Path, down_server: Server, events: list[Any], clock: Clock
+) -> None:
+    spool = Spool(tmp_path, clock=clock)
+    message = leave_voicemail(spool)
+    clock.now = T0 + timedelta(days=6)  # the gateway itself was off meanwhile
+    result = await make_mailer(down_server, spool, events, clock).deliver_once(message)
+    assert result.step is Step.GIVE_UP
+    assert [m.id for m in spool.failed()] == [message.id]
+    assert events[-1][1]["permanent"] is True
+    assert str(events[-1][1]["error"]).startswith("gave up after 5 days: cannot reach")
+
+
+async def test_a_refused_recipient_does_not_make_the_others_get_it_twice(
+    tmp_path: Path, server: Server, events: list[Any], clock: Clock
+) -> None:
+    spool = Spool(tmp_path, clock=clock)
+    leave_voicemail(spool, recipients=("office@example.com", "gone@example.com"))
+    mailer = make_mailer(server, spool, events, clock)
+    assert await mailer.run_due() is None
+    clock.now += timedelta(hours=2)
+    assert await mailer.run_due() is None
+    assert len(server.inbox.accepted) == 1
+    assert kinds(events) == ["voicemail.delivered", "voicemail.failed"]
+    assert events[0][1]["recipients"] == ["office@example.com"]
+    assert events[1][1]["permanent"] is True
+    assert "gone@example.com: 550" in str(events[1][1]["error"])
+    assert len(spool.failed()) == 1
 
 
 async def test_temporary_refusal_is_retried_until_accepted(
