@@ -1,0 +1,360 @@
+"""Call log: one SQLite row per call, child rows per step and per leg.
+
+Folded from the status events (``call.*``, ``voicemail.recorded``), so it sees
+what MQTT sees. SQLite in WAL mode: readers (``sip-failover calls``) never block
+the writer. The writer runs through `asyncio.to_thread`, in batches, so a slow
+disk never stalls the event loop.
+
+The call-back list (`CallLog.missed`) answers "who should we call back?":
+- a call is *missed* when nobody spoke to the caller live: result ``failed``,
+  ``abandoned``, ``refused`` or ``voicemail`` (a message is not a conversation;
+  the voicemail id is given so the message can be heard first);
+- a caller who got through live *later* is no longer owed a call back: their
+  earlier misses are settled; a miss after their last answered call still counts;
+- one line per caller, with the number of attempts, the first and the last
+  one; newest last attempt first. Calls still in progress are not missed yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from pathlib import Path
+
+    from gateway.status.bus import EventBus, StatusEvent
+
+MISSED_RESULTS = ("failed", "abandoned", "refused", "voicemail")
+BATCH = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY, started REAL NOT NULL, caller TEXT, called TEXT,
+    route TEXT, result TEXT, outcome TEXT, sip_code INTEGER, q850 INTEGER,
+    answered_by TEXT, voicemail_id TEXT, duration REAL, ended REAL);
+CREATE INDEX IF NOT EXISTS calls_started ON calls (started);
+CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller, started);
+CREATE TABLE IF NOT EXISTS steps (
+    call_id TEXT NOT NULL, step INTEGER NOT NULL, kind TEXT, targets TEXT, at REAL,
+    outcome TEXT, sip_code INTEGER, q850 INTEGER, PRIMARY KEY (call_id, step));
+CREATE TABLE IF NOT EXISTS legs (
+    call_id TEXT NOT NULL, leg TEXT, target TEXT, outcome TEXT, sip_code INTEGER,
+    q850 INTEGER, at REAL);
+CREATE INDEX IF NOT EXISTS legs_call ON legs (call_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One step of a call's plan and how it ended (None while it ran)."""
+
+    step: int
+    kind: str
+    targets: tuple[str, ...]
+    outcome: str | None
+    sip_code: int | None
+    q850: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LegRecord:
+    """One outgoing INVITE and how it ended."""
+
+    leg: str
+    target: str
+    outcome: str | None
+    sip_code: int | None
+    q850: int | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One inbound call, from INVITE to hang-up."""
+
+    call_id: str
+    started: datetime
+    caller: str | None
+    called: str | None
+    route: str | None
+    result: str | None
+    outcome: str | None
+    sip_code: int | None
+    q850: int | None
+    answered_by: str | None
+    voicemail_id: str | None
+    duration: float | None
+    steps: tuple[StepRecord, ...] = ()
+    legs: tuple[LegRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MissedCaller:
+    """A caller owed a call back."""
+
+    caller: str
+    attempts: int
+    first_attempt: datetime
+    last_attempt: datetime
+    last_result: str
+    voicemail_ids: tuple[str, ...]
+
+
+def _ts(at: datetime) -> float:
+    return at.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class CallLog:
+    """The call log database; safe to share between the loop and one writer thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        """Open (and create) the log.
+
+        Args:
+            path: SQLite file, or ``":memory:"``.
+        """
+        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: an application crash loses nothing; a power cut at
+            # most the last transaction, which is fine for a log.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def record(self, event: StatusEvent) -> None:
+        """Fold one event in (other kinds are ignored)."""
+        self.record_many([event])
+
+    def record_many(self, events: Iterable[StatusEvent]) -> None:
+        """Fold events in, in one transaction."""
+        with self._lock, self._db:
+            for event in events:
+                fold = _FOLDS.get(event.kind)
+                if fold is not None and "call_id" in event.data:
+                    fold(self._db, event)
+
+    async def run(self, bus: EventBus, maxsize: int = 1000) -> None:
+        """Record everything the bus carries until cancelled, then flush."""
+        with bus.subscribe("calllog", maxsize) as subscription:
+            try:
+                while True:
+                    batch = [await subscription.get()]
+                    while len(batch) < BATCH and (more := subscription.get_nowait()):
+                        batch.append(more)
+                    await asyncio.to_thread(self.record_many, batch)
+                    if dropped := subscription.take_dropped():
+                        logger.warning("call log: {} events dropped (disk too slow)", dropped)
+            except asyncio.CancelledError:
+                self.record_many(iter(subscription.get_nowait, None))
+                raise
+
+    def calls(self, since: datetime | None = None) -> list[CallRecord]:
+        """Calls started at or after ``since`` (all if None), newest first."""
+        start = _ts(since) if since else float("-inf")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM calls WHERE started >= ? ORDER BY started DESC", (start,)
+            ).fetchall()
+            return [self._call(row) for row in rows]
+
+    def missed(self, since: datetime | None = None) -> list[MissedCaller]:
+        """The call-back list (rules in the module docstring), newest first."""
+        start = _ts(since) if since else float("-inf")
+        marks = ",".join("?" * len(MISSED_RESULTS))
+        query = f"""
+            SELECT caller, started, result, voicemail_id FROM calls AS c
+            WHERE result IN ({marks}) AND started >= ? AND NOT EXISTS (
+                SELECT 1 FROM calls AS a WHERE a.caller IS c.caller
+                AND a.result = 'answered' AND a.started > c.started)
+            ORDER BY started"""  # noqa: S608 - only placeholders are formatted in
+        with self._lock:
+            rows = self._db.execute(query, (*MISSED_RESULTS, start)).fetchall()
+        return _group_missed(rows)
+
+    def _call(self, row: tuple[Any, ...]) -> CallRecord:
+        call_id = row[0]
+        steps = self._db.execute(
+            "SELECT step, kind, targets, outcome, sip_code, q850 FROM steps"
+            " WHERE call_id = ? ORDER BY step",
+            (call_id,),
+        ).fetchall()
+        legs = self._db.execute(
+            "SELECT leg, target, outcome, sip_code, q850, at FROM legs"
+            " WHERE call_id = ? ORDER BY at, rowid",
+            (call_id,),
+        ).fetchall()
+        caller, called, route, result, outcome, sip_code, q850, who, box, secs = row[2:12]
+        return CallRecord(
+            call_id, _dt(row[1]), caller, called, route, result, outcome, sip_code, q850,
+            who, box, secs,
+            steps=tuple(_step_record(s) for s in steps),
+            legs=tuple(LegRecord(str(g[0]), g[1], g[2], g[3], g[4], _dt(g[5])) for g in legs),
+        )  # fmt: skip
+
+
+def _step_record(row: tuple[Any, ...]) -> StepRecord:
+    targets = tuple(json.loads(row[2] or "[]"))
+    return StepRecord(row[0], row[1], targets, row[3], row[4], row[5])
+
+
+def _group_missed(rows: Sequence[tuple[Any, ...]]) -> list[MissedCaller]:
+    by_caller: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_caller.setdefault(row[0] or "", []).append(row)
+    missed = [
+        MissedCaller(
+            caller=caller,
+            attempts=len(attempts),
+            first_attempt=_dt(attempts[0][1]),
+            last_attempt=_dt(attempts[-1][1]),
+            last_result=attempts[-1][2],
+            voicemail_ids=tuple(a[3] for a in attempts if a[3]),
+        )
+        for caller, attempts in by_caller.items()
+    ]
+    return sorted(missed, key=lambda m: m.last_attempt, reverse=True)
+
+
+# Folding: one function per event kind, each a few statements of SQL.
+
+
+def _ensure(db: sqlite3.Connection, event: StatusEvent) -> str:
+    call_id = str(event.data["call_id"])
+    db.execute(
+        "INSERT OR IGNORE INTO calls (call_id, started) VALUES (?, ?)", (call_id, _ts(event.at))
+    )
+    return call_id
+
+
+def _incoming(db: sqlite3.Connection, event: StatusEvent) -> None:
+    d = event.data
+    call_id = _ensure(db, event)
+    db.execute(
+        "UPDATE calls SET started = ?, caller = ?, called = ?, route = ? WHERE call_id = ?",
+        (_ts(event.at), d.get("caller"), d.get("called"), d.get("route"), call_id),
+    )
+
+
+def _step(db: sqlite3.Connection, event: StatusEvent) -> None:
+    d = event.data
+    db.execute(
+        "INSERT OR REPLACE INTO steps (call_id, step, kind, targets, at) VALUES (?, ?, ?, ?, ?)",
+        (_ensure(db, event), d.get("step"), d.get("kind"), json.dumps(d.get("targets") or []),
+         _ts(event.at)),
+    )  # fmt: skip
+
+
+def _leg(db: sqlite3.Connection, event: StatusEvent) -> None:
+    d = event.data
+    db.execute(
+        "INSERT INTO legs (call_id, leg, target, outcome, sip_code, q850, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (_ensure(db, event), str(d.get("leg")), d.get("target"), d.get("outcome"),
+         d.get("sip_code"), d.get("q850"), _ts(event.at)),
+    )  # fmt: skip
+
+
+def _close_step(db: sqlite3.Connection, call_id: str, values: tuple[Any, ...]) -> None:
+    """Set outcome, sip_code, q850 of the call's latest step."""
+    db.execute(
+        "UPDATE steps SET outcome = ?, sip_code = ?, q850 = ? WHERE call_id = ? AND step ="
+        " (SELECT MAX(step) FROM steps WHERE call_id = ?)",
+        (*values, call_id, call_id),
+    )
+
+
+def _failover(db: sqlite3.Connection, event: StatusEvent) -> None:
+    d = event.data
+    _close_step(db, _ensure(db, event), (d.get("outcome"), d.get("sip_code"), d.get("q850")))
+
+
+def _answered(db: sqlite3.Connection, event: StatusEvent) -> None:
+    call_id = _ensure(db, event)
+    target = event.data.get("target")
+    db.execute("UPDATE calls SET answered_by = ? WHERE call_id = ?", (target, call_id))
+    _close_step(db, call_id, ("answered", 200, 16))
+
+
+def _ended(db: sqlite3.Connection, event: StatusEvent) -> None:
+    d = event.data
+    db.execute(
+        "UPDATE calls SET result = ?, outcome = ?, sip_code = ?, q850 = ?, duration = ?,"
+        " ended = ? WHERE call_id = ?",
+        (d.get("result"), d.get("outcome"), d.get("sip_code"), d.get("q850"),
+         d.get("duration"), _ts(event.at), _ensure(db, event)),
+    )  # fmt: skip
+
+
+def _voicemail(db: sqlite3.Connection, event: StatusEvent) -> None:
+    d = event.data
+    call_id = _ensure(db, event)
+    db.execute(
+        "UPDATE calls SET voicemail_id = ?, caller = COALESCE(caller, ?),"
+        " called = COALESCE(called, ?) WHERE call_id = ?",
+        (d.get("id"), d.get("caller"), d.get("called"), call_id),
+    )
+
+
+_FOLDS = {
+    "call.incoming": _incoming,
+    "call.step": _step,
+    "call.leg": _leg,
+    "call.failover": _failover,
+    "call.answered": _answered,
+    "call.ended": _ended,
+    "voicemail.recorded": _voicemail,
+}
+
+
+def format_table(records: Iterable[CallRecord], tz: tzinfo | None = None) -> str:
+    """Calls as a plain-text table for ``sip-failover calls``.
+
+    Args:
+        records: Calls, in the order to show them.
+        tz: Time zone for the time column; the machine's local zone if None.
+    """
+    header = ("time", "caller", "called", "route", "result", "who", "secs", "path")
+    rows = [header, *(_row(r, tz) for r in records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _row(record: CallRecord, tz: tzinfo | None) -> tuple[str, ...]:
+    who = record.answered_by or (f"vm:{record.voicemail_id}" if record.voicemail_id else "")
+    secs = "" if record.duration is None else f"{record.duration:.0f}"
+    return (
+        record.started.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+        record.caller or "", record.called or "", record.route or "",
+        record.result or "(live)", who, secs, _path(record),
+    )  # fmt: skip
+
+
+def _path(record: CallRecord) -> str:
+    """Each leg in order: ``target outcome code``, joined by arrows."""
+    parts = []
+    for leg in record.legs:
+        code = f" {leg.sip_code}" if leg.sip_code else ""
+        parts.append(f"{leg.target} {leg.outcome or '?'}{code}")
+    if record.voicemail_id:
+        parts.append("voicemail")
+    return " > ".join(parts)
