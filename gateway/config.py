@@ -58,6 +58,8 @@ class SipSettings(BaseModel):
     public_address: str | None = Field(
         default=None, description="address to put in Contact/SDP when behind NAT"
     )
+    rtp_port: int = Field(default=10000, ge=0, le=65535, description="first RTP port (0: any)")
+    rtp_port_range: int = Field(default=200, ge=0, description="how many RTP ports to try")
     log_level: int = Field(default=1, ge=0, le=6, description="pjsua's own log level")
     max_calls_per_source_per_minute: int = Field(default=120, ge=1)
 
@@ -85,6 +87,8 @@ class TrunkSettings(BaseModel):
         default_factory=list, description="addresses allowed to send calls in"
     )
     expires: int = Field(default=300, ge=30, le=86400)
+    retry_first: float = Field(default=5.0, gt=0, description="first re-REGISTER after a failure")
+    retry_max: float = Field(default=300.0, gt=0, description="cap of the re-REGISTER backoff")
 
     model_config = {"populate_by_name": True}
 
@@ -176,6 +180,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     mqtt: MqttSettings = MqttSettings()
     shutdown_grace: float = Field(default=30.0, ge=0)
+    log_level: str = Field(default="INFO", description="loguru level of the gateway's log")
 
     @classmethod
     def settings_customise_sources(

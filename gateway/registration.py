@@ -1,0 +1,104 @@
+"""Keeps the trunk registered: reports every change, retries with backoff.
+
+pjsua refreshes a live registration by itself before it expires; when a
+REGISTER fails (a 503, a timeout, wrong credentials), pjsua's own fixed
+retry is off and this module retries with capped, jittered backoff, so a
+registrar in trouble is not hammered and a fleet does not retry in step.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from gateway.core.backoff import backoff_delay
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+
+    from gateway.config import TrunkSettings
+    from gateway.sip.engine import RegistrationSignal, SipEngine
+
+
+class Registration:
+    """The trunk registration's state and retry timer."""
+
+    def __init__(
+        self,
+        engine: SipEngine,
+        loop: asyncio.AbstractEventLoop,
+        notify: Callable[[str, dict[str, Any]], None],
+        trunk: TrunkSettings,
+    ) -> None:
+        self.engine = engine
+        self.loop = loop
+        self.notify = notify
+        self.enabled = trunk.register_enabled
+        self.retry_first = trunk.retry_first
+        self.retry_max = trunk.retry_max
+        self.state = "unregistered" if self.enabled else "disabled"
+        self.attempt = 0
+        self.stopping = False
+        self._retry: asyncio.TimerHandle | None = None
+        self.since = datetime.now(UTC)
+
+    def start(self) -> None:
+        if not self.enabled:
+            self._publish("disabled", 0, "registration turned off", 0)
+
+    def on_signal(self, sig: RegistrationSignal) -> None:
+        """pjsua reported the outcome of a REGISTER (after any 401 challenge)."""
+        if sig.active and 200 <= sig.code < 300:
+            self.attempt = 0
+            self._publish("registered", sig.code, sig.reason, sig.expires)
+            return
+        if self.stopping:
+            self._publish("unregistered", sig.code, sig.reason, 0)
+            return
+        delay = backoff_delay(self.attempt, self.retry_first, self.retry_max)
+        self.attempt += 1
+        logger.warning(
+            "trunk registration failed: {} {}; retry {} in {:.1f} s",
+            sig.code,
+            sig.reason,
+            self.attempt,
+            delay,
+        )
+        self._publish("failed", sig.code, sig.reason, 0)
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = self.loop.call_later(delay, self._again)
+
+    def _again(self) -> None:
+        self._retry = None
+        if not self.stopping:
+            self.engine.set_registration(True)
+
+    def stop(self) -> None:
+        """Shutdown: no more retries; send the unREGISTER."""
+        self.stopping = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self.enabled and self.state == "registered":
+            self.engine.set_registration(False)
+
+    def _publish(self, state: str, code: int, reason: str, expires: int) -> None:
+        changed = state != self.state
+        self.state = state
+        if changed:
+            self.since = datetime.now(UTC)
+        if changed or state == "failed":
+            logger.info("trunk registration: {} ({} {})", state, code, reason)
+        self.notify(
+            "trunk.registration",
+            {
+                "state": state,
+                "code": code,
+                "reason": reason,
+                "since": self.since.isoformat(timespec="seconds"),
+                "expires": expires,
+            },
+        )

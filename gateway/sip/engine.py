@@ -1,0 +1,334 @@
+"""The pjsua2 endpoint: one per process, polled from the asyncio loop.
+
+The endpoint runs with ``threadCnt=0`` and ``mainThreadOnly``: pjsua's SIP
+work happens inside ``poll()`` (``libHandleEvents``) on the loop's thread,
+so every callback runs there too and no pjsua2 call ever comes from an
+unregistered thread (which aborts the process). RTP has pjmedia's own
+worker thread and the null audio device's clock drives the conference
+bridge, so audio flows whatever the loop is doing.
+
+Limits of the pjsua2 wheel (pjproject defaults), planned for here: 4 call
+slots (``PJSUA_MAX_CALLS``), a select() I/O queue of 64 handles, asserts
+compiled in. See docs/limits.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pjsua2 as pj
+from loguru import logger
+
+from gateway.config import Settings, sip_uri_hostport
+from gateway.core.causes import Outcome, reason_header
+from gateway.core.events import LegFailed
+from gateway.sip import message
+from gateway.sip.legs import InboundLeg, LegRegistry, LegSignal, OutboundLeg, Signal, guarded
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway.core.plan import Dial
+
+MAX_LEGS = 4  # PJSUA_MAX_CALLS in the wheel; maxCalls above it is silently cut
+_CODECS = {"PCMA/8000/1": 255, "PCMU/8000/1": 254}
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingSignal:
+    """The trunk sent a call; its inbound leg exists (not yet answered)."""
+
+    call_id: str
+    caller: str
+    called: tuple[str, ...]  # candidates, most likely first: To user, then R-URI user
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationSignal:
+    """The trunk registration changed (pjsua's onRegState)."""
+
+    code: int
+    reason: str
+    expires: int
+    active: bool
+
+
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]
+    """pjsua's own log lines into loguru (called from any pjsua thread)."""
+
+    def write(self, entry: Any) -> None:
+        # A log line must never raise into pjsua (that would abort the process).
+        with contextlib.suppress(Exception):
+            level = "WARNING" if entry.level <= 2 else "DEBUG"
+            logger.log(level, "pjsua: {}", str(entry.msg).rstrip())
+
+
+class _Endpoint(pj.Endpoint):  # type: ignore[misc]
+    def __init__(self, gate: Callable[[Any], bool], trunk_index: Callable[[], int]) -> None:
+        super().__init__()
+        self._gate = gate
+        self._trunk_index = trunk_index
+
+    def onSelectAccount(self, prm: Any) -> None:
+        # Fail closed first: if anything below raised, pjsua2 would keep the
+        # account pjsua matched and let the call in. -1 with no valid default
+        # account makes pjsua answer a stateless 480 before any dialog, call
+        # slot or media socket exists (DESIGN.md, engine limits).
+        prm.accountIndex = -1
+        try:
+            if self._gate(prm.rdata):
+                prm.accountIndex = self._trunk_index()
+        except Exception:  # noqa: BLE001
+            logger.opt(exception=True).error("admission check failed; call refused")
+
+
+class TrunkAccount(pj.Account):  # type: ignore[misc]
+    """The provider account: registration, and every call in or out."""
+
+    def __init__(self, registry: LegRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+        self._ids = (f"{n:04d}{secrets.token_hex(2)}" for n in itertools.count(1))
+
+    @guarded
+    def onIncomingCall(self, prm: Any) -> None:
+        call_id = next(self._ids)
+        InboundLeg(self.registry, self, prm.callId, call_id)  # held by the registry
+        raw = str(prm.rdata.wholeMsg)
+        caller = (
+            message.uri_user(message.header(raw, "P-Asserted-Identity"))
+            or message.uri_user(message.header(raw, "From"))
+            or "anonymous"
+        )
+        called = tuple(
+            dict.fromkeys(
+                u
+                for u in (
+                    message.uri_user(message.header(raw, "To")),
+                    message.uri_user(raw.split("\n", 1)[0]),
+                )
+                if u
+            )
+        )
+        self.registry.emit(
+            IncomingSignal(call_id, caller, called, message.source_ip(str(prm.rdata.srcAddress)))
+        )
+
+    @guarded
+    def onRegState(self, prm: Any) -> None:
+        info = self.getInfo()
+        self.registry.emit(
+            RegistrationSignal(
+                int(prm.code), str(prm.reason), int(prm.expiration), bool(info.regIsActive)
+            )
+        )
+
+
+class SipEngine:
+    """Owns every pjsua2 object; the composition root drives it."""
+
+    def __init__(self, settings: Settings, gate: Callable[[str], bool]) -> None:
+        self.settings = settings
+        self.registry = LegRegistry()
+        self._gate = gate
+        self._ep: _Endpoint | None = None
+        self._trunk: TrunkAccount | None = None
+        self._log_writer = _LogWriter()
+        self.listen: str = ""
+
+    # -- life cycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the endpoint, the UDP transport and the trunk account."""
+        self._ep = _Endpoint(self._admit, self._trunk_id)
+        self._ep.libCreate()
+        self._ep.libInit(self._ep_config())
+        self._ep.audDevManager().setNullDev()
+        for codec in self._ep.codecEnum2():
+            self._ep.codecSetPriority(codec.codecId, _CODECS.get(codec.codecId, 0))
+        tid = self._ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, self._transport_config())
+        self.listen = str(self._ep.transportGetInfo(tid).localName)
+        self._ep.libStart()
+        # No default account: a call the gate refuses must find no account at
+        # all (pjsua falls back to the default one). An uncreated Account has
+        # id -1, so this sets "no default".
+        pj.Account().setDefault()
+        self._trunk = TrunkAccount(self.registry)
+        self._trunk.create(self._account_config(), False)
+
+    def poll(self) -> list[Signal]:
+        """Let pjsua do its work (no wait) and return what happened."""
+        assert self._ep is not None
+        self._ep.libHandleEvents(0)
+        return self.registry.drain()
+
+    def destroy(self) -> None:
+        """Tear down pjsua; every leg must be gone (see ``hang_up_all``)."""
+        if self._ep is None:
+            return
+        if self._trunk is not None:
+            self._trunk.shutdown()
+            self._trunk = None
+        self._ep.libDestroy()
+        self._ep = None
+
+    # -- admission -----------------------------------------------------------
+
+    def _admit(self, rdata: Any) -> bool:
+        return self._gate(message.source_ip(str(rdata.srcAddress)))
+
+    def _trunk_id(self) -> int:
+        return int(self._trunk.getId()) if self._trunk is not None else -1
+
+    # -- registration ----------------------------------------------------------
+
+    def set_registration(self, active: bool) -> None:
+        """(Re)send REGISTER, or unREGISTER (Expires: 0)."""
+        if self._trunk is not None and self.settings.trunk.register_enabled:
+            self._trunk.setRegistration(active)
+
+    # -- legs ------------------------------------------------------------------
+
+    def legs_in_use(self) -> int:
+        return self.registry.in_use()
+
+    def ring(self, leg: str, target: Dial) -> None:
+        """INVITE a target; a local failure comes back as an unreachable leg."""
+        assert self._trunk is not None
+        call = OutboundLeg(self.registry, self._trunk, leg)
+        prm = pj.CallOpParam(True)
+        try:
+            call.makeCall(self.dial_uri(target), prm)
+        except pj.Error as err:
+            self.registry.outbound.pop(leg, None)
+            logger.warning("leg {} to {} failed locally: {}", leg, target.label, err.info())
+            self.registry.emit(LegSignal(leg, LegFailed(leg, Outcome.UNREACHABLE)))
+
+    def dial_uri(self, target: Dial) -> str:
+        """The Request-URI for a target: a number goes through the trunk's proxy."""
+        if target.uri is not None:
+            return target.uri
+        host, port = sip_uri_hostport(self.settings.trunk.outbound_proxy)
+        host = f"[{host}]" if ":" in host else host
+        return f"sip:{target.number}@{host}:{port}"
+
+    def stop_leg(self, leg: str, code: int = 0) -> None:
+        """CANCEL (unanswered) or BYE (answered) an outgoing leg."""
+        call = self.registry.outbound.get(leg)
+        if call is not None:
+            self._hangup(call, code)
+
+    def answer(self, call_id: str, code: int = 200) -> None:
+        """Answer the caller: 180 (ringback, no SDP) or 200."""
+        call = self.registry.inbound.get(call_id)
+        if call is None:
+            return
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        call.answer(prm)
+        call.answered = call.answered or code == 200
+
+    def refuse(
+        self, call_id: str, code: int, q850: int | None, retry_after: int | None = None
+    ) -> None:
+        """Final error to the caller, with ``Reason: Q.850`` (RFC 3326)."""
+        call = self.registry.inbound.get(call_id)
+        if call is None:
+            return
+        headers = [("Reason", reason_header(q850))] if q850 else []
+        if retry_after is not None:
+            headers.append(("Retry-After", str(retry_after)))
+        self._hangup(call, code, headers)
+
+    def hang_up_caller(self, call_id: str) -> None:
+        call = self.registry.inbound.get(call_id)
+        if call is not None:
+            self._hangup(call, 0)
+
+    def connect(self, call_id: str, leg: str) -> bool:
+        """Connect caller and leg audio both ways; False until both have media."""
+        from gateway.sip.legs import audio_of  # noqa: PLC0415 - keep the API surface small
+
+        caller, callee = self.registry.inbound.get(call_id), self.registry.outbound.get(leg)
+        if caller is None or callee is None:
+            return False
+        a, b = audio_of(caller), audio_of(callee)
+        if a is None or b is None:
+            return False
+        a.startTransmit(b)
+        b.startTransmit(a)
+        return True
+
+    def hang_up_all(self) -> None:
+        for call in [*self.registry.outbound.values(), *self.registry.inbound.values()]:
+            self._hangup(call, 0)
+
+    def _hangup(self, call: pj.Call, code: int, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        for name, value in headers:
+            hdr = pj.SipHeader()
+            hdr.hName, hdr.hValue = name, value
+            prm.txOption.headers.append(hdr)
+        try:
+            call.hangup(prm)
+        except pj.Error as err:
+            # Already ending (e.g. the far end's BYE crossed ours): harmless.
+            logger.debug("hangup: {}", err.info())
+
+    # -- configuration -----------------------------------------------------------
+
+    def _ep_config(self) -> Any:
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = MAX_LEGS
+        cfg.uaConfig.userAgent = "sip-failover"
+        cfg.logConfig.level = self.settings.sip.log_level
+        cfg.logConfig.consoleLevel = self.settings.sip.log_level
+        cfg.logConfig.writer = self._log_writer
+        cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0  # no echo canceller: we relay, we do not play
+        cfg.medConfig.clockRate = 8000
+        cfg.medConfig.sndClockRate = 8000
+        cfg.medConfig.channelCount = 1
+        return cfg
+
+    def _transport_config(self) -> Any:
+        tc = pj.TransportConfig()
+        tc.port = self.settings.sip.port
+        if self.settings.sip.host not in {"0.0.0.0", "::", ""}:  # noqa: S104
+            tc.boundAddress = self.settings.sip.host
+        if self.settings.sip.public_address:
+            tc.publicAddress = self.settings.sip.public_address
+        return tc
+
+    def _account_config(self) -> Any:
+        trunk, sip = self.settings.trunk, self.settings.sip
+        host, port = sip_uri_hostport(trunk.registrar)
+        cfg = pj.AccountConfig()
+        user = f"{trunk.username}@" if trunk.username else ""
+        cfg.idUri = f"sip:{user}{host}:{port}" if port != 5060 else f"sip:{user}{host}"
+        cfg.regConfig.registrarUri = trunk.registrar if trunk.register_enabled else ""
+        cfg.regConfig.registerOnAdd = trunk.register_enabled
+        cfg.regConfig.timeoutSec = trunk.expires
+        cfg.regConfig.retryIntervalSec = 0  # the gateway retries with its own backoff
+        cfg.regConfig.dropCallsOnFail = False  # a lost registration must not drop calls
+        if trunk.username:
+            cred = pj.AuthCredInfo(
+                "digest", trunk.realm, trunk.username, 0, trunk.password.get_secret_value()
+            )
+            cfg.sipConfig.authCreds.append(cred)
+        media = cfg.mediaConfig.transportConfig
+        media.port = sip.rtp_port
+        media.portRange = sip.rtp_port_range
+        if sip.host not in {"0.0.0.0", "::", ""}:  # noqa: S104
+            media.boundAddress = sip.host
+        if sip.public_address:
+            media.publicAddress = sip.public_address
+        return cfg

@@ -1,0 +1,204 @@
+"""Call legs: pjsua2 ``Call`` objects that turn callbacks into signals.
+
+pjsua2 traps this module is built around (pjsua2 2.15 ``call.cpp``):
+
+- A Python ``Call`` that is garbage-collected while its call lives hangs the
+  call up, so every leg is held in the ``LegRegistry`` from creation.
+- ``Call::~Call`` clears the user data of, and hangs up, whatever call holds
+  its slot id *now*. A leg freed after its slot was reused would kill an
+  unrelated call, so the registry drops a leg inside its own DISCONNECTED
+  callback, the one place pjsua2 documents deleting a ``Call`` as safe.
+- Callbacks run inside ``libHandleEvents``; they only record signals. Any
+  exception escaping a director callback would unwind into C++ and terminate
+  the process, hence ``_guarded``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import pjsua2 as pj
+from loguru import logger
+
+from gateway.core.causes import Outcome, classify
+from gateway.core.events import CallerHungUp, Event, LegAnswered, LegEnded, LegFailed, LegProgress
+from gateway.sip import message
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(func: Callable[P, None]) -> Callable[P, None]:
+    """Never let an exception leave a pjsua2 callback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            func(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - anything escaping here aborts the process
+            logger.opt(exception=True).error("error in pjsua2 callback {}", func.__name__)
+
+    return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class LegSignal:
+    """A core event for the session owning ``leg``."""
+
+    leg: str
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSignal:
+    """The caller's side of a call changed (for now: the caller hung up)."""
+
+    call_id: str
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class MediaChanged:
+    """A leg's media changed: a pending bridge may now connect its audio."""
+
+    key: str  # a call id (inbound leg) or a leg id (outbound leg)
+
+
+Signal = Any  # LegSignal | CallerSignal | engine-level signals
+
+
+@dataclass
+class LegRegistry:
+    """Every live pjsua2 Call, by our id, until its DISCONNECTED callback."""
+
+    inbound: dict[str, InboundLeg] = field(default_factory=dict)
+    outbound: dict[str, OutboundLeg] = field(default_factory=dict)
+    signals: list[Signal] = field(default_factory=list)
+
+    def in_use(self) -> int:
+        return len(self.inbound) + len(self.outbound)
+
+    def emit(self, signal: Signal) -> None:
+        self.signals.append(signal)
+
+    def drain(self) -> list[Signal]:
+        taken, self.signals = self.signals, []
+        return taken
+
+
+def _media_active(call: pj.Call) -> bool:
+    try:
+        info = call.getInfo()
+    except pj.Error:
+        return False
+    return any(
+        m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+        for m in info.media
+    )
+
+
+def audio_of(call: pj.Call) -> pj.AudioMedia | None:
+    """The call's audio port in the conference bridge, once media is active."""
+    if not _media_active(call):
+        return None
+    return call.getAudioMedia(-1)
+
+
+def _rx_message(prm: Any) -> str | None:
+    """The whole text of the message that caused a call/tsx event, if received."""
+    event = prm.e
+    if event.type == pj.PJSIP_EVENT_TSX_STATE:
+        state = event.body.tsxState
+        if state.type == pj.PJSIP_EVENT_RX_MSG:
+            return str(state.src.rdata.wholeMsg)
+    elif event.type == pj.PJSIP_EVENT_RX_MSG:
+        return str(event.body.rxMsg.rdata.wholeMsg)
+    return None
+
+
+class InboundLeg(pj.Call):  # type: ignore[misc]
+    """The call the trunk sent us."""
+
+    def __init__(
+        self, registry: LegRegistry, account: pj.Account, pj_call_id: int, call_id: str
+    ) -> None:
+        super().__init__(account, pj_call_id)
+        self.registry = registry
+        self.call_id = call_id
+        self.answered = False
+        registry.inbound[call_id] = self
+
+    @guarded
+    def onCallState(self, prm: Any) -> None:
+        del prm
+        if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.registry.inbound.pop(self.call_id, None)  # last reference: see module doc
+            self.registry.emit(CallerSignal(self.call_id, CallerHungUp()))
+
+    @guarded
+    def onCallMediaState(self, prm: Any) -> None:
+        del prm
+        self.registry.emit(MediaChanged(self.call_id))
+
+
+class OutboundLeg(pj.Call):  # type: ignore[misc]
+    """One INVITE to one target."""
+
+    def __init__(self, registry: LegRegistry, account: pj.Account, leg: str) -> None:
+        super().__init__(account)
+        self.registry = registry
+        self.leg = leg
+        self.answered = False
+        self.final: tuple[int, str | None] | None = None
+        registry.outbound[leg] = self
+
+    @guarded
+    def onCallTsxState(self, prm: Any) -> None:
+        raw = _rx_message(prm)
+        if raw is None or "INVITE" not in (message.header(raw, "CSeq") or ""):
+            return
+        status = message.status_of(raw)
+        if status is None:
+            return
+        if status < 200:
+            self.registry.emit(
+                LegSignal(self.leg, LegProgress(self.leg, status, message.has_sdp(raw)))
+            )
+        elif status >= 300:
+            self.final = (status, message.header(raw, "Reason"))
+
+    @guarded
+    def onCallState(self, prm: Any) -> None:
+        info = self.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
+            self.answered = True
+            self.registry.emit(LegSignal(self.leg, LegAnswered(self.leg)))
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.registry.outbound.pop(self.leg, None)  # last reference: see module doc
+            self.registry.emit(LegSignal(self.leg, self._ending(info, prm)))
+
+    @guarded
+    def onCallMediaState(self, prm: Any) -> None:
+        del prm
+        self.registry.emit(MediaChanged(self.leg))
+
+    def _ending(self, info: Any, prm: Any) -> Event:
+        if self.answered:
+            return LegEnded(self.leg)
+        if self.final is None:
+            raw = _rx_message(prm)
+            status = message.status_of(raw) if raw else None
+            if status is not None and status >= 300:
+                self.final = (status, message.header(raw or "", "Reason"))
+        if self.final is not None:
+            c = classify(*self.final)
+            return LegFailed(self.leg, c.outcome, c.sip_code, c.q850)
+        # No final response received: a local error, a transport failure or
+        # timer B (RFC 3261 17.1.1.2). pjsua reports 408/503 for those.
+        code = int(info.lastStatusCode)
+        return LegFailed(self.leg, Outcome.UNREACHABLE, code or None, None)

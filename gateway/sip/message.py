@@ -1,0 +1,72 @@
+"""Reading the few things we need from a raw SIP message pjsua hands us.
+
+pjsua2 exposes a received message as its whole text (``SipRxData.wholeMsg``);
+these functions pull out a status code, a header value or a URI's user part
+without a SIP parser of our own: pjsip has already parsed and validated the
+message before any callback sees it, we only read fields it does not expose.
+"""
+
+from __future__ import annotations
+
+import re
+
+# RFC 3261 7.3.3: compact forms of the headers we read.
+_COMPACT = {"content-type": "c", "from": "f", "to": "t", "call-id": "i"}
+_STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})\b")
+_URI_USER = re.compile(r"<?\s*(?:sips?|tel):([^@;>?\s]+)", re.IGNORECASE)
+
+
+def head_of(raw: str) -> str:
+    """The start line and headers, without the body."""
+    return re.split(r"\r?\n\r?\n", raw, maxsplit=1)[0]
+
+
+def status_of(raw: str) -> int | None:
+    """The status code of a response, or None for a request."""
+    match = _STATUS_LINE.match(raw)
+    return int(match.group(1)) if match else None
+
+
+def header(raw: str, name: str) -> str | None:
+    """The first value of a header (long or compact name), unfolded.
+
+    Args:
+        raw: the whole message text.
+        name: the header's long name, any case.
+
+    Returns:
+        The value with surrounding white space stripped, or None.
+    """
+    names = {name.lower()}
+    if name.lower() in _COMPACT:
+        names.add(_COMPACT[name.lower()])
+    # RFC 3261 7.3.1: a line starting with white space continues the previous one.
+    unfolded = re.sub(r"\r?\n[ \t]+", " ", head_of(raw))
+    for line in unfolded.splitlines()[1:]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in names:
+            return value.strip()
+    return None
+
+
+def has_sdp(raw: str) -> bool:
+    """True when the message carries an SDP body (early media on a 183)."""
+    content_type = header(raw, "Content-Type") or ""
+    parts = re.split(r"\r?\n\r?\n", raw, maxsplit=1)
+    body = parts[1] if len(parts) > 1 else ""
+    return "application/sdp" in content_type.lower() and "m=" in body
+
+
+def uri_user(value: str | None) -> str | None:
+    """The user part of the first sip:/sips:/tel: URI in a header value."""
+    if not value:
+        return None
+    match = _URI_USER.search(value)
+    return match.group(1) if match else None
+
+
+def source_ip(address: str) -> str:
+    """The IP of ``1.2.3.4:5060`` or ``[::1]:5060`` (pjsua's srcAddress)."""
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
