@@ -67,6 +67,9 @@ _TO_CALLER: dict[Outcome, tuple[int, int]] = {
 # (one per protocol); we want the Q.850 one.
 _Q850_VALUE = re.compile(r"(?:^|,)\s*Q\.850\s*((?:;[^,]*)*)", re.IGNORECASE)
 _CAUSE_PARAM = re.compile(r";\s*cause\s*=\s*(\d{1,3})\b", re.IGNORECASE)
+# A quoted-string (RFC 3261 25.1), e.g. text="Unallocated, unassigned": its commas
+# and semicolons are text, not separators. An unclosed one runs to the end.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ def q850_cause(reason_header: str | None) -> int | None:
     """
     if not reason_header:
         return None
-    for value in _Q850_VALUE.finditer(reason_header):
+    for value in _Q850_VALUE.finditer(_QUOTED.sub('""', reason_header)):
         cause = _CAUSE_PARAM.search(value.group(1))
         if cause and 0 < int(cause.group(1)) < 128:
             return int(cause.group(1))
