@@ -96,6 +96,21 @@ def test_malformed_reason_falls_back_to_the_status(reason: str) -> None:
     assert classify(503, reason).outcome is Outcome.UNREACHABLE
 
 
+@pytest.mark.parametrize(
+    ("reason", "cause"),
+    [
+        # Commas and semicolons inside quoted text are text (RFC 3261 25.1).
+        ('Q.850;text="Unallocated, unassigned";cause=1', 1),
+        ('Q.850;text="a \\" , b";cause=2', 2),
+        ('SIP;cause=480;text="see, Q.850;cause=1"', None),
+        ('SIP;cause=480;text="x;cause=1"', None),
+        ('Q.850;text="never closed, ;cause=3', None),
+    ],
+)
+def test_quoted_text_is_not_parsed_as_parameters(reason: str, cause: int | None) -> None:
+    assert q850_cause(reason) == cause
+
+
 def test_missing_reason_has_no_cause() -> None:
     assert q850_cause(None) is None
 
@@ -169,8 +184,9 @@ def test_classify_never_raises_and_never_answers_an_error(status: int, text: str
 
 @given(
     status=st.integers(300, 699),
-    # No comma and no dot: "before" is one value, and never a Q.850 one itself.
-    before=st.text(alphabet=st.characters(blacklist_characters=",.")),
+    # No comma, dot or quote: "before" is one value, never a Q.850 one, and
+    # opens no quoted string that would swallow the rest.
+    before=st.text(alphabet=st.characters(blacklist_characters=',."')),
     cause=st.integers(1, 127),
 )
 def test_a_valid_q850_value_is_found_after_any_other_value(
