@@ -1,0 +1,47 @@
+"""Fixtures for tests that run real peers (SIPp, the gateway) on loopback.
+
+tests/integration has no ``__init__.py``: pytest puts this folder on
+``sys.path`` (rootdir-relative "prepend" import mode), so tests import the
+plain modules ``sipp`` and ``gateway_process`` directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import pytest
+from sipp import Sipp, free_media_port, sipp_available
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+class SippFactory(Protocol):
+    def __call__(self, scenario: str, **options: object) -> Sipp: ...
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Iterator[SippFactory]:
+    """Make :class:`Sipp` runners logging under the test's tmp folder.
+
+    Every runner made here is stopped when the test ends, pass or fail.
+    """
+    if not sipp_available():
+        pytest.skip("needs /usr/bin/sipp and root (raw sockets for pcap play)")
+    made: list[Sipp] = []
+
+    def make(scenario: str, **options: object) -> Sipp:
+        runner = Sipp(scenario, tmp_path / "sipp", **options)  # type: ignore[arg-type]
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        runner.stop()
+
+
+@pytest.fixture
+def media_port() -> int:
+    """A free even RTP base port (SIPp's two sockets plus the test's sink)."""
+    return free_media_port()
