@@ -17,7 +17,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Self, TypeAlias
+from typing import TYPE_CHECKING, Self, TypeAlias, cast
 
 from loguru import logger
 
@@ -167,11 +167,12 @@ class EventBus:
 
         Args:
             kind: Event name, e.g. ``call.leg``.
-            data: JSON-serialisable fields of the event.
+            data: JSON-serialisable fields of the event (the core's ``Notify``
+                data as it is; a value JSON cannot hold is published as text).
             at: When it happened (aware); now if omitted.
         """
         try:
-            event = StatusEvent(kind, _utc(at), dict(data))
+            event = StatusEvent(kind, _utc(at), cast("dict[str, JsonValue]", dict(data)))
             for subscription in tuple(self._subscriptions):
                 subscription.put(event)
         except Exception:  # noqa: BLE001 - see below

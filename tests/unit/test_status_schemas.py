@@ -1,0 +1,122 @@
+"""What the feed publishes matches the JSON schemas documented in docs/schemas/.
+
+jsonschema is not a dependency, so a small checker covers the subset the
+schemas use: type, enum, const, pattern, required, properties,
+additionalProperties, and the events schema's per-kind ``$defs``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.status.bus import EventBus, StatusEvent
+from gateway.status.state import StatusState
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+TYPES = {"string": str, "integer": int, "number": (int, float), "object": dict, "array": list,
+         "boolean": bool, "null": type(None)}  # fmt: skip
+
+
+def _is(value: object, type_name: str) -> bool:
+    if isinstance(value, bool) and type_name in {"integer", "number"}:
+        return False  # JSON has no 1 == true
+    return isinstance(value, TYPES[type_name])
+
+
+def schema(name: str) -> dict:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+
+
+def errors(value: object, spec: dict, path: str = "$") -> list[str]:
+    found: list[str] = []
+    kinds = spec.get("type")
+    if kinds is not None:
+        names = kinds if isinstance(kinds, list) else [kinds]
+        ok = any(_is(value, n) for n in names)
+        if not ok:
+            return [f"{path}: {value!r} is not {kinds}"]
+    if "enum" in spec and value not in spec["enum"]:
+        found.append(f"{path}: {value!r} not in {spec['enum']}")
+    if "const" in spec and value != spec["const"]:
+        found.append(f"{path}: {value!r} != {spec['const']!r}")
+    if "pattern" in spec and isinstance(value, str) and not re.search(spec["pattern"], value):
+        found.append(f"{path}: {value!r} does not match {spec['pattern']}")
+    if isinstance(value, dict):
+        found += object_errors(value, spec, path)
+    return found
+
+
+def object_errors(value: dict, spec: dict, path: str) -> list[str]:
+    props = spec.get("properties", {})
+    found = [f"{path}: missing {key}" for key in spec.get("required", []) if key not in value]
+    if spec.get("additionalProperties", True) is False:
+        found += [f"{path}: unexpected {key}" for key in value if key not in props]
+    for key, sub in props.items():
+        if key in value:
+            found += errors(value[key], sub, f"{path}.{key}")
+    return found
+
+
+def event_errors(event: dict) -> list[str]:
+    spec = schema("events")
+    found = errors(event, spec)
+    data_spec = spec["$defs"].get(event.get("kind"), {})
+    return found + errors(event.get("data"), data_spec, "$.data")
+
+
+def folded(*events: tuple[str, dict]) -> dict[str, str]:
+    state = StatusState()
+    for kind, data in events:
+        state.apply(StatusEvent(kind, T0, data))
+    return state.retained()
+
+
+RETAINED = folded(
+    ("trunk.registration", {"state": "registered", "code": 200, "reason": "OK",
+                            "since": "2026-01-05T08:00:00+00:00", "expires": 300}),
+    ("target.health", {"target": "anna", "state": "unassigned",
+                       "since": "2026-01-05T08:00:00+00:00", "evidence": "404 on call probe"}),
+    ("rules.loaded", {"file": "rules.yaml", "sha256": "ab" * 32,
+                      "loaded_at": "2026-01-05T08:00:00+00:00", "error": None}),
+    ("calls.active", {"count": 2}),
+    ("call.failover", {"call_id": "c1", "from": ["office-mobile"], "to": ["anna", "desk"],
+                       "outcome": "unassigned", "sip_code": 404, "q850": 1}),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("topic", "name"),
+    [("trunk/registration", "trunk-registration"), ("target/anna/health", "target-health"),
+     ("rules", "rules"), ("calls/active", "calls-active"), ("last_failover", "last-failover")],
+)  # fmt: skip
+def test_retained_payloads_match_their_schema(topic: str, name: str) -> None:
+    payload = RETAINED[topic]
+    value = payload if name == "calls-active" else json.loads(payload)
+    assert errors(value, schema(name)) == []
+
+
+def test_availability_schema_has_both_values() -> None:
+    assert errors("online", schema("availability")) == []
+    assert errors("offline", schema("availability")) == []
+    assert errors("away", schema("availability")) != []
+
+
+def test_events_match_the_events_schema() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("s", 10)
+    bus.publish("call.step", {"call_id": "c", "step": 0, "kind": "ring", "targets": ["anna"]})
+    bus.publish("call.ended", {"call_id": "c", "result": "voicemail", "outcome": "no_answer",
+                               "sip_code": 480, "q850": 19, "duration": 31.2})  # fmt: skip
+    while (event := sub.get_nowait()) is not None:
+        assert event_errors(json.loads(event.to_json())) == []
+
+
+def test_the_checker_catches_a_wrong_event() -> None:
+    wrong = {"kind": "call.ended", "at": "x", "data": {"call_id": "c", "result": "maybe"}}
+    assert len(event_errors(wrong)) >= 2
