@@ -120,6 +120,8 @@ class MqttPublisher:
                 self._discovery_due = True
             if self._dirty or self._discovery_due:
                 self._wake.set()
+            if lost := self._state_sub.take_dropped():
+                logger.warning("MQTT: {} events lost before folding; state may lag", lost)
 
     async def _connection(self) -> None:
         attempt = 0

@@ -259,6 +259,29 @@ async def test_broker_restart_republishes_state_and_delivers_buffered_events(
     assert active[-1].payload == b"3"
 
 
+async def test_broker_that_forgot_retained_state_gets_all_of_it_back(broker: Mosquitto) -> None:
+    bus = EventBus()
+    publisher = make_publisher(broker, bus)
+    seed_state(bus)
+    async with running(publisher):
+        async with subscriber(broker, f"{PREFIX}/#") as client:
+            await collect(client, lambda s: len(payloads(s)) >= 5)
+        broker.stop()  # not persistent: every retained message is gone
+        async with asyncio.timeout(WAIT):
+            while publisher.connected.is_set():  # noqa: ASYNC110 - no "lost" event to await
+                await asyncio.sleep(0.02)
+        broker.start()
+        await asyncio.wait_for(publisher.connected.wait(), WAIT)
+        async with subscriber(broker, f"{PREFIX}/#") as client:
+            seen = await collect(client, lambda s: len(payloads(s)) >= 5)
+    assert set(payloads(seen)) == {
+        f"{PREFIX}/{topic}"
+        for topic in ("availability", "trunk/registration", "target/office-mobile/health",
+                      "rules", "calls/active")
+    }  # fmt: skip
+    assert all(m.retain for m in seen)
+
+
 async def test_home_assistant_online_republishes_discovery(broker: Mosquitto) -> None:
     bus = EventBus()
     publisher = make_publisher(broker, bus)
