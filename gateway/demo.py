@@ -1,0 +1,401 @@
+"""``sip-failover demo``: the outage this gateway exists for, replayed on loopback.
+
+The business's main number is a mobile whose operator lost it: callers get
+"unassigned" (``404`` with ``Reason: Q.850;cause=1``). The demo starts the
+real gateway (``python -m gateway run``) on a free loopback port with the
+rules in ``demo_rules.yaml``, and a far side in another process
+(``gateway.demo_peers``) that plays the trunk: the operator answering 404,
+the backup mobile "anna", and a customer calling the public number. It prints
+the call's timeline as it happens, times relative to the customer's INVITE,
+then checks the story: failover on "unassigned", anna answered, audio both
+ways, the call ended, and the gateway stopped cleanly on SIGTERM.
+
+Every process is started and ended here, whatever happens; nothing outside a
+temporary folder is written and nothing outside 127.0.0.1 is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+MAIN_NUMBER = "+32470000001"  # office-mobile: the number the operator lost
+ANNA_NUMBER = "+32480000002"  # anna's mobile: the backup
+CALLER_NUMBER = "+32470999999"  # a customer
+PUBLIC_NUMBER = "+3225550100"  # the number on every invoice
+
+READY_LIMIT_S = 10.0  # the gateway says "ready" within this
+CALL_LIMIT_S = 25.0  # the far side has played the whole call within this
+STOP_LIMIT_S = 6.0  # each process ends within this once asked
+TAIL_LINES = 30
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\w+)\s+(.*)$")
+_RINGING = re.compile(r"^call \S+: ringing (\S+) \((\S+)\)$")
+
+# Timeline text of the far side's events, by "event:role" (gateway/demo_peers.py).
+_PEER_TEXT = {
+    "dial:None": "caller {caller} dials {called} (the number on every invoice)",
+    "ringback:caller": "caller hears ringback ({code} from the gateway)",
+    "invite:operator": "trunk: INVITE for {number} reaches its operator",
+    "invite:anna": "trunk: INVITE for {number} reaches anna's mobile",
+    "reply:operator": "operator: {code} {reason}, Reason: {headers[Reason]}",
+    "reply:anna": "anna's mobile: {code} {reason}",
+    "connected:caller": "caller connected to anna (ringback until then, never the operator)",
+    "audio:None": "audio: the caller hears anna (level {caller[level]}, {caller[packets]} "
+    "packets), anna hears the caller (level {anna[level]})",
+    "hangup:caller": "caller hangs up",
+    "ended:anna": "anna's call ended ({seconds:.1f} s of talk)",
+    "early_media:caller": "caller: audio from the gateway before anyone answered!",
+    "timeout:None": "far side: gave up after {limit:.0f} s, {open_calls} call(s) still open",
+    "error:None": "far side: {message}",
+}
+# Timeline text of the gateway's status events (gateway/core/session.py).
+_GATEWAY_TEXT = {
+    "call.incoming": "gateway: call from {caller} for {called} takes route {route}",
+    "call.failover": "gateway: failover {from} -> {to} ({outcome}, {sip_code}, cause {q850})",
+    "call.answered": "gateway: {target} answered; caller and {target} bridged",
+    "call.ended": "gateway: call ended ({result}, {duration:.1f} s in all)",
+}
+
+
+class Story:
+    """What both sides reported: timeline text, and the facts checked at the end."""
+
+    def __init__(self) -> None:
+        self.t0: float | None = None  # the caller's INVITE
+        self.facts: dict[str, Any] = {}
+        self.step = 0
+
+    def gateway_line(self, line: str) -> tuple[float, str | None] | None:
+        """A line of the gateway's log: its time and timeline text, or None."""
+        match = _LOG_LINE.match(line)
+        if match is None:
+            return None
+        # The gateway runs with TZ=UTC: its log times are UTC, to the millisecond.
+        when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        at, level, message = when.timestamp(), match[2], match[3]
+        if "ready listen=" in message:
+            self.facts["ready"] = at
+        if message.startswith("event "):
+            kind, _, data = message.removeprefix("event ").partition(" ")
+            return at, self._gateway_event(at, kind, json.loads(data))
+        ringing = _RINGING.match(message)
+        if ringing:  # logged just before the INVITE goes out
+            self.facts.setdefault("ring_at", {})[ringing[1]] = at
+            return at, f"gateway: step {self.step + 1}: ring {ringing[1]} {ringing[2]}"
+        if level in {"WARNING", "ERROR", "CRITICAL"}:
+            return at, f"gateway {level}: {message}"
+        return at, None
+
+    def _gateway_event(self, at: float, kind: str, data: dict[str, Any]) -> str | None:
+        self.facts[kind] = data
+        if kind == "call.step":
+            self.step = int(data["step"])
+        elif kind == "call.leg":
+            self.facts.setdefault("leg_at", {})[data["target"]] = at
+        elif kind == "call.failover":
+            data = data | {"from": " + ".join(data["from"]), "to": " + ".join(data["to"] or ["-"])}
+        template = _GATEWAY_TEXT.get(kind)
+        return template.format(**data) if template else None
+
+    def peer_event(self, event: dict[str, Any]) -> str | None:
+        """One JSON event of the far side, as timeline text."""
+        key = f"{event['event']}:{event.get('role')}"
+        self.facts.setdefault(key, event)
+        if key == "dial:None":
+            self.t0 = event["t"]
+        if key == "connected:caller" and "early_media:caller" in self.facts:
+            return "caller connected to anna (after hearing audio before the answer)"
+        template = _PEER_TEXT.get(key)
+        return template.format(**event) if template else None
+
+    def failover_ms(self) -> tuple[float | None, float | None]:
+        """404 to anna's INVITE: on the wire (as the trunk saw it), and by the gateway's log."""
+        sent, reached = self.facts.get("reply:operator"), self.facts.get("invite:anna")
+        wire = (reached["t"] - sent["t"]) * 1000 if sent and reached else None
+        leg = self.facts.get("leg_at", {}).get("office-mobile")
+        ring = self.facts.get("ring_at", {}).get("anna")
+        logged = (ring - leg) * 1000 if leg is not None and ring is not None else None
+        return wire, logged
+
+    def problems(self) -> list[str]:
+        """What did not happen as it should, in the user's words."""
+        f = self.facts
+        failover = f.get("call.failover") or {}
+        audio = f.get("audio:None") or {}
+        ended = f.get("call.ended") or {}
+        checks = [
+            ("dial:None" in f, "the caller never dialled (the far side did not start)"),
+            (
+                [failover.get(k) for k in ("outcome", "sip_code", "q850")]
+                == ["unassigned", 404, 1],
+                f"no failover on the operator's 404, cause 1 (the gateway said {failover or '-'})",
+            ),
+            (f.get("call.answered", {}).get("target") == "anna", "anna never answered"),
+            ("connected:caller" in f, "the caller was never connected"),
+            ("early_media:caller" not in f, "the caller was sent audio before anyone answered"),
+            (_heard(audio, "caller"), f"the caller did not hear anna ({audio.get('caller')})"),
+            (_heard(audio, "anna"), f"anna did not hear the caller ({audio.get('anna')})"),
+            (ended.get("result") == "answered", f"the call did not end as answered ({ended})"),
+        ]
+        return [message for ok, message in checks if not ok]
+
+
+def _heard(audio: dict[str, Any], who: str) -> bool:
+    side = audio.get(who) or {}
+    return bool(side.get("level", 0) > 0 and side.get("packets", 0) > 0)
+
+
+class Timeline:
+    """Prints timeline lines as they come, times relative to the caller's INVITE."""
+
+    def __init__(self, out: IO[str], story: Story) -> None:
+        self.out = out
+        self.story = story
+        self.waiting: list[tuple[float, str]] = []  # lines read before the INVITE's
+        self.last = 0.0
+
+    def add(self, at: float, text: str, *, coarse: bool = False) -> None:
+        if self.story.t0 is None:
+            self.waiting.append((at, text))
+            return
+        for early_at, early_text in sorted(self.waiting):
+            self._print(early_at, early_text, coarse=True)
+        self.waiting.clear()
+        self._print(at, text, coarse=coarse)
+
+    def _print(self, at: float, text: str, *, coarse: bool) -> None:
+        assert self.story.t0 is not None
+        shown = at - self.story.t0
+        if coarse and 0 <= self.last - shown < 0.001:
+            # The gateway's log times are cut to the millisecond: a line it
+            # logged after one of the far side's can carry an earlier time.
+            shown = self.last
+        self.last = max(self.last, shown)
+        self.out.write(f"  {shown:7.3f}  {text}\n")
+        self.out.flush()
+
+
+def _free_udp_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (held at once, so they differ)."""
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            for _ in range(count)
+        ]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def _child_env(tmp: Path, sip_port: int, trunk_port: int) -> dict[str, str]:
+    # The user's own SIP_FAILOVER_* settings (a real trunk, a broker) stay out.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIP_FAILOVER_")}
+    package_root = str(Path(__file__).resolve().parent.parent)  # this very package
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    trunk = f"sip:127.0.0.1:{trunk_port}"
+    return env | {
+        "TZ": "UTC",
+        "SIP_FAILOVER_GATEWAY_ID": "demo",
+        "SIP_FAILOVER_SIP__LISTEN": f"127.0.0.1:{sip_port}",
+        "SIP_FAILOVER_SIP__RTP_PORT": "0",
+        "SIP_FAILOVER_TRUNK__REGISTER": "false",  # pjsua (the far side) is no registrar
+        "SIP_FAILOVER_TRUNK__REGISTRAR": trunk,
+        "SIP_FAILOVER_TRUNK__PROXY": trunk,
+        "SIP_FAILOVER_TRUNK__SOURCES": '["127.0.0.1"]',
+        "SIP_FAILOVER_RULES": str(tmp / "rules.yaml"),
+        "SIP_FAILOVER_STATE_DIR": str(tmp / "state"),
+        "SIP_FAILOVER_LOG_LEVEL": "INFO",
+    }
+
+
+class DemoError(Exception):
+    """Something did not happen as the demo expects; the message says what."""
+
+
+class Run:
+    """The two child processes, their output read in order, and their end."""
+
+    def __init__(self, tmp: Path, story: Story, timeline: Timeline) -> None:
+        self.tmp = tmp
+        self.story = story
+        self.timeline = timeline
+        self.items: queue.Queue[tuple[str, str | None]] = queue.Queue()  # None: closed
+        self.closed: set[str] = set()
+        self.tail = {name: deque[str](maxlen=TAIL_LINES) for name in ("gateway", "far side")}
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def spawn(self, args: list[str], env: dict[str, str], source: str) -> subprocess.Popen[str]:
+        """Start ``python <args>``; the gateway's stderr joins its stdout (one log)."""
+        proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own modules
+            [sys.executable, *args],
+            env=env,
+            cwd=self.tmp,  # no .env file of the user's is read
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if source == "gateway" else subprocess.PIPE,
+            text=True,
+        )
+        self.procs.append(proc)
+        for stream, name in ((proc.stdout, source), (proc.stderr, f"{source}-log")):
+            if stream is not None:
+                threading.Thread(target=self._pump, args=(stream, name), daemon=True).start()
+        return proc
+
+    def _pump(self, stream: IO[str], source: str) -> None:
+        with stream:
+            for line in stream:
+                self.items.put((source, line.rstrip("\n")))
+        self.items.put((source, None))
+
+    def take_until(self, done: Callable[[], bool], limit: float, what: str) -> None:
+        """Handle output until ``done()``; DemoError after ``limit`` seconds."""
+        deadline = time.monotonic() + limit
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DemoError(f"{what} did not happen within {limit:.0f} s")
+            with contextlib.suppress(queue.Empty):
+                self._handle(*self.items.get(timeout=min(left, 0.1)))
+
+    def _handle(self, source: str, line: str | None) -> None:
+        if line is None:
+            self.closed.add(source)
+            return
+        self.tail["gateway" if source == "gateway" else "far side"].append(line)
+        if source == "gateway":
+            at, text = self.story.gateway_line(line) or (0.0, None)
+            if text is not None:
+                self.timeline.add(at, text, coarse=True)
+        elif source == "peers" and line.startswith("{"):
+            event = json.loads(line)
+            text = self.story.peer_event(event)
+            if text is not None:
+                self.timeline.add(event["t"], text)
+
+    def end_all(self) -> None:
+        """Whatever happened: every child still running is stopped, then killed."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=STOP_LIMIT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _play(run: Run, rules: str, say: Callable[[str], None]) -> int:
+    """Start both sides, let the call happen, stop the gateway; its exit code."""
+    sip_port, trunk_port = _free_udp_ports(2)
+    (run.tmp / "rules.yaml").write_text(rules, encoding="utf-8")
+    env = _child_env(run.tmp, sip_port, trunk_port)
+    gateway = run.spawn(["-m", "gateway", "run"], env, "gateway")
+    run.take_until(
+        lambda: "ready" in run.story.facts or "gateway" in run.closed, READY_LIMIT_S, "ready"
+    )
+    if "ready" not in run.story.facts:
+        raise DemoError(f"the gateway did not start (exit {gateway.wait(STOP_LIMIT_S)})")
+    say(f"gateway  127.0.0.1:{sip_port}  rings office-mobile {MAIN_NUMBER}, then anna")
+    say(f"trunk    127.0.0.1:{trunk_port}  plays its operator, anna's mobile and a customer\n")
+    peers_args = ["-m", "gateway.demo_peers", str(trunk_port), f"127.0.0.1:{sip_port}"]
+    peers = run.spawn(peers_args, env, "peers")
+    run.take_until(
+        lambda: "peers" in run.closed or {"call.ended", "ended:caller"} <= run.story.facts.keys(),
+        CALL_LIMIT_S,
+        "the whole call",
+    )
+    gateway.send_signal(signal.SIGTERM)
+    run.take_until(lambda: len(run.closed) == 3, STOP_LIMIT_S, "the gateway's shutdown")
+    if peers.wait(timeout=STOP_LIMIT_S) != 0:
+        raise DemoError(f"the far side failed (exit {peers.returncode})")
+    return gateway.wait(timeout=STOP_LIMIT_S)
+
+
+def run_demo(quiet: bool, *, rules: str | None = None) -> int:
+    """Replay the outage on loopback and print the call's timeline.
+
+    Args:
+        quiet: print only the timeline (no introduction, no explanation).
+        rules: rules file text to run with instead of ``demo_rules.yaml``.
+
+    Returns:
+        0 when the whole story happened: failover on "unassigned", anna
+        answered, audio both ways, the call ended and the gateway stopped
+        cleanly; 1 otherwise, with what went wrong on stderr; 130 on Ctrl-C.
+    """
+    out = sys.stdout
+
+    def say(text: str) -> None:
+        if not quiet:
+            out.write(text + "\n")
+
+    say(
+        "sip-failover demo: the office mobile's operator has lost the number and tells\n"
+        'every caller it is "unassigned". Watch a customer\'s call reach anna instead.\n'
+    )
+    if rules is None:
+        rules = resources.files("gateway").joinpath("demo_rules.yaml").read_text("utf-8")
+    story = Story()
+    with tempfile.TemporaryDirectory(prefix="sip-failover-demo-") as folder:
+        run = Run(Path(folder), story, Timeline(out, story))
+        try:
+            code = _play(run, rules, say)
+        except (DemoError, subprocess.TimeoutExpired) as error:
+            started = "dial:None" in story.facts
+            return _fail([str(error), *(story.problems() if started else [])], run)
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            run.end_all()
+    problems = story.problems()
+    if code != 0:
+        problems.append(f"the gateway did not stop cleanly on SIGTERM (exit {code})")
+    if problems:
+        return _fail(problems, run)
+    _conclude(story, out, quiet)
+    return 0
+
+
+def _conclude(story: Story, out: IO[str], quiet: bool) -> None:
+    wire, logged = story.failover_ms()
+    if wire is not None:
+        out.write(
+            f"  failover: {wire:.1f} ms from the operator's 404 to anna's INVITE on the wire\n"
+        )
+    if logged is not None:
+        inside = "under 1 ms" if logged < 1 else f"{logged:.0f} ms"
+        out.write(f"  ({inside} inside the gateway by its log, which counts whole milliseconds)\n")
+    if not quiet:
+        out.write(
+            "\nThe caller heard ringback, then anna; never the operator. Now your own rules:\n"
+            "  sip-failover explain rules/example.yaml --to +3225550100\n"
+        )
+
+
+def _fail(problems: list[str], run: Run) -> int:
+    lines = ["", "sip-failover demo FAILED:", *(f"  - {p}" for p in dict.fromkeys(problems))]
+    for name, tail in run.tail.items():
+        if tail:
+            lines += ["", f"last lines from the {name}:", *(f"  | {line}" for line in tail)]
+    sys.stderr.write("\n".join(lines) + "\n")
+    return 1
