@@ -9,10 +9,13 @@ pump pjsua until every leg is gone, unregister, destroy the endpoint.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -21,7 +24,13 @@ from gateway.core.rules import Rules, RulesError
 from gateway.registration import Registration
 from gateway.rules_file import load_rules
 from gateway.sip.engine import MAX_LEGS, SipEngine
+from gateway.status.bus import EventBus
+from gateway.status.calllog import CallLog
+from gateway.status.mqtt import MqttPublisher
 from gateway.switchboard import Switchboard
+from gateway.voicemail.machine import AnsweringMachine
+from gateway.voicemail.mailer import Mailer
+from gateway.voicemail.spool import Spool
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -56,30 +65,71 @@ class Gateway:
         self.switchboard = Switchboard(self.engine, rules, self.admission, self.notify, self.loop)
         self.registration = Registration(self.engine, self.loop, self.notify, settings.trunk)
         self.switchboard.on_registration = self.registration.on_signal
+        self.bus = EventBus()
+        self.spool = Spool(settings.state_dir / "voicemail")
+        self.mailer = Mailer(settings.smtp, self.spool, self.notify, ZoneInfo(rules.timezone))
+        self.switchboard.machine = AnsweringMachine(
+            self.engine, self.spool, self.notify, self.mailer.notify, settings.rules.parent
+        )
+        self.calllog = CallLog(settings.state_dir / "calls.sqlite3")
+        self.publisher = (
+            MqttPublisher(settings.mqtt, settings.gateway_id, self.bus, self._command)
+            if settings.mqtt.url
+            else None
+        )
 
     def _gate(self, source: str) -> bool:
         return self.switchboard.gate(source)
 
     def notify(self, kind: str, data: dict[str, Any]) -> None:
-        """A status event: logged now; the status feed subscribes to the same."""
+        """A status event: logged, and on the bus (MQTT, call log)."""
         logger.info("event {} {}", kind, json.dumps(data, default=str))
+        self.bus.publish(kind, data)
 
     async def run(self) -> None:
         """Serve calls until a stop is requested, then shut down in order."""
-        self.engine.start()
-        self.registration.start()
-        logger.info(
-            "ready listen={} sources={} legs={}",
-            self.engine.listen,
-            ",".join(sorted(self.admission.sources)),
-            MAX_LEGS,
-        )
+        self.state_dir_ready()
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._pump_until_stopped(), name="sip.pump")
+                services = [
+                    tasks.create_task(self.mailer.run(), name="voicemail.mailer"),
+                    tasks.create_task(self.calllog.run(self.bus), name="calllog"),
+                ]
+                if self.publisher is not None:
+                    services.append(tasks.create_task(self.publisher.run(), name="mqtt.publisher"))
+                await asyncio.sleep(0)  # let the bus subscribers subscribe first
+                self._rules_loaded(self.rules, None)
+                self.engine.start()
+                self.registration.start()
+                logger.info("ready listen={} sources={} legs={}", self.engine.listen,
+                            ",".join(sorted(self.admission.sources)), MAX_LEGS)  # fmt: skip
+                await self._pump_until_stopped()
+                for service in services:
+                    service.cancel()
         finally:
             self.engine.destroy()
+            self.calllog.close()
             logger.info("stopped")
+
+    def state_dir_ready(self) -> None:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+
+    async def _command(self, command: str, payload: bytes) -> None:
+        """A command from MQTT (``<prefix>/cmd/...``)."""
+        del payload
+        if command == "reload":
+            self.reload_rules()
+        else:
+            logger.warning("unknown command {}", command)
+
+    def _rules_loaded(self, rules: Rules | None, error: str | None) -> None:
+        path = self.settings.rules
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+        self.notify("rules.loaded", {"file": str(path), "sha256": digest,
+                                     "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                     "error": error})  # fmt: skip
+        if rules is not None and self.publisher is not None:
+            self.publisher.set_targets(rules.targets)
 
     async def _pump_until_stopped(self) -> None:
         while not self.stop_requested.is_set():
@@ -115,10 +165,12 @@ class Gateway:
         except RulesError as error:
             for problem in error.problems:
                 logger.error("rules not reloaded: {}", problem)
+            self._rules_loaded(None, "\n".join(str(p) for p in error.problems))
             return
         self.rules = rules
         self.switchboard.rules = rules
         logger.info("rules reloaded from {}", self.settings.rules)
+        self._rules_loaded(rules, None)
 
 
 async def serve(settings: Settings) -> int:

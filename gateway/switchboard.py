@@ -16,11 +16,12 @@ from loguru import logger
 
 from gateway.core import actions as act
 from gateway.core.causes import Outcome
-from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed
+from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed, VoicemailEnded
 from gateway.core.plan import Plan, RingPlan, plan_steps
 from gateway.core.session import CallInfo, CallSession, CallState
 from gateway.sip.engine import MAX_LEGS, IncomingSignal, RegistrationSignal, SipEngine
 from gateway.sip.legs import CallerSignal, LegSignal, MediaChanged
+from gateway.voicemail.machine import AnsweringMachine, VoicemailCall
 
 if TYPE_CHECKING:
     import asyncio
@@ -49,6 +50,7 @@ class _Call:
     legs: set[str] = field(default_factory=set)
     bridge_leg: str | None = None
     caller_gone: bool = False
+    rules: Any = None  # the rules the call started on: a reload never changes a call
 
 
 class Switchboard:
@@ -71,6 +73,8 @@ class Switchboard:
         self.on_registration: Callable[[RegistrationSignal], None] = lambda _sig: None
         self._calls: dict[str, _Call] = {}
         self._leg_owner: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[str]] = set()
+        self.machine: AnsweringMachine | None = None
 
     @property
     def active_calls(self) -> int:
@@ -122,7 +126,7 @@ class Switchboard:
             return
         called = next(c for c in sig.called if self.rules.route_for(c, sig.caller))
         session = CallSession(CallInfo(sig.call_id, sig.caller, called), plan, self.loop.time())
-        self._calls[sig.call_id] = _Call(session)
+        self._calls[sig.call_id] = _Call(session, rules=self.rules)
         self._notify_active()
         self._apply(sig.call_id, session.start(self.loop.time()))
 
@@ -214,11 +218,32 @@ class Switchboard:
             call.bridge_leg = None
 
     def _start_voicemail(self, call_id: str, box: str, why: str) -> None:
-        # Recording is not wired to the engine yet: say so to the caller
-        # rather than pretend, and end the session cleanly.
-        logger.warning("call {}: voicemail {} not available ({})", call_id, box, why)
-        self.engine.refuse(call_id, 480, 19)
-        self._feed(call_id, _voicemail_unavailable())
+        call = self._calls[call_id]
+        config = call.rules.voicemail.get(box) if call.rules is not None else None
+        if self.machine is None or config is None:
+            logger.error("call {}: voicemail box {} is not available", call_id, box)
+            self.engine.refuse(call_id, 480, 19)
+            self.loop.call_soon(self._voicemail_done, call_id, "unavailable")
+            return
+        info = call.session.info
+        taking = VoicemailCall(call_id, info.caller, info.called, call.session.plan.route, box, why)
+        task = self.loop.create_task(self.machine.take(taking, config), name=f"voicemail.{call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._voicemail_task_done(call_id, t))
+
+    def _voicemail_task_done(self, call_id: str, task: asyncio.Task[str]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            logger.opt(exception=error).error("call {}: voicemail failed", call_id)
+            self.engine.hang_up_caller(call_id)
+        self._voicemail_done(call_id, "error" if error else task.result())
+
+    def _voicemail_done(self, call_id: str, why: str) -> None:
+        if call_id in self._calls:
+            self._feed(call_id, VoicemailEnded(why=why))
 
     # -- timers and bookkeeping -------------------------------------------------------
 
@@ -250,9 +275,3 @@ class Switchboard:
             if call.session.state is not CallState.ENDED:
                 self._feed(call_id, CallerHungUp())
         self.engine.hang_up_all()
-
-
-def _voicemail_unavailable() -> Event:
-    from gateway.core.events import VoicemailEnded  # noqa: PLC0415
-
-    return VoicemailEnded(why="unavailable")

@@ -247,11 +247,21 @@ class Route(_Strict):
 class VoicemailBox(_Strict):
     """Where messages go: a greeting, who gets them, how long they may be."""
 
-    greeting: str | None = Field(default=None, description="audio file played first")
+    greeting: str | None = Field(
+        default=None,
+        description="WAV file played first (relative to the rules file); the built-in one if unset",
+    )
     email: Annotated[
         tuple[str, ...], BeforeValidator(one_or_many), one_or_list({"type": "string"})
     ] = ()
-    max_seconds: Duration = 180.0
+    max_seconds: Duration = Field(default=180.0, description="the recording stops at this length")
+    silence_seconds: Duration = Field(
+        default=6.0, description="the recording stops after this much silence"
+    )
+    min_seconds: float = Field(
+        default=2.0, ge=0, description="shorter messages are hang-ups: reported, not mailed"
+    )
+    beep: bool = Field(default=True, description="a beep after the greeting")
 
     @field_validator("email")
     @classmethod

@@ -27,7 +27,15 @@ from gateway.config import Settings, sip_uri_hostport
 from gateway.core.causes import Outcome, reason_header
 from gateway.core.events import LegFailed
 from gateway.sip import message
-from gateway.sip.legs import InboundLeg, LegRegistry, LegSignal, OutboundLeg, Signal, guarded
+from gateway.sip.legs import (
+    InboundLeg,
+    LegRegistry,
+    LegSignal,
+    OutboundLeg,
+    Signal,
+    audio_of,
+    guarded,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -139,6 +147,7 @@ class SipEngine:
         self._ep: _Endpoint | None = None
         self._trunk: TrunkAccount | None = None
         self._log_writer = _LogWriter()
+        self._media: dict[str, list[Any]] = {}
         self.listen: str = ""
 
     # -- life cycle ----------------------------------------------------------
@@ -252,8 +261,6 @@ class SipEngine:
 
     def connect(self, call_id: str, leg: str) -> bool:
         """Connect caller and leg audio both ways; False until both have media."""
-        from gateway.sip.legs import audio_of  # noqa: PLC0415 - keep the API surface small
-
         caller, callee = self.registry.inbound.get(call_id), self.registry.outbound.get(leg)
         if caller is None or callee is None:
             return False
@@ -263,6 +270,50 @@ class SipEngine:
         a.startTransmit(b)
         b.startTransmit(a)
         return True
+
+    # -- media for voicemail ---------------------------------------------------------
+
+    def audio_ready(self, call_id: str) -> bool:
+        """True once the caller's audio is in the conference bridge."""
+        call = self.registry.inbound.get(call_id)
+        return call is not None and audio_of(call) is not None
+
+    def play(self, call_id: str, path: str) -> float:
+        """Play a WAV file to the caller once; returns its length in seconds."""
+        call = self.registry.inbound.get(call_id)
+        audio = audio_of(call) if call is not None else None
+        if audio is None:
+            return 0.0
+        player = pj.AudioMediaPlayer()
+        player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(audio)
+        self._media.setdefault(call_id, []).append(player)
+        info = player.getInfo()
+        return float(info.sizeSamples) / 8000.0
+
+    def record(self, call_id: str, path: str) -> bool:
+        """Record what the caller says into a WAV file (8 kHz, 16-bit PCM)."""
+        call = self.registry.inbound.get(call_id)
+        audio = audio_of(call) if call is not None else None
+        if audio is None:
+            return False
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(path)
+        audio.startTransmit(recorder)
+        self._media.setdefault(call_id, []).append(recorder)
+        return True
+
+    def rx_level(self, call_id: str) -> int:
+        """The level (0..255) of the audio last received from the caller."""
+        call = self.registry.inbound.get(call_id)
+        audio = audio_of(call) if call is not None else None
+        return int(audio.getRxLevel()) if audio is not None else 0
+
+    def stop_media(self, call_id: str) -> None:
+        """Stop players and recorders of a call; a recorder's WAV is complete after this."""
+        # Dropping the last reference destroys each port: it leaves the bridge,
+        # and pjmedia's WAV writer completes the file header on destruction.
+        self._media.pop(call_id, []).clear()
 
     def hang_up_all(self) -> None:
         for call in [*self.registry.outbound.values(), *self.registry.inbound.values()]:
