@@ -21,12 +21,15 @@ from loguru import logger
 
 from gateway.core.admission import Admission
 from gateway.core.rules import Rules, RulesError
+from gateway.health_monitor import HealthMonitor
+from gateway.probes import Prober
 from gateway.registration import Registration
 from gateway.rules_file import load_rules
 from gateway.sip.engine import MAX_LEGS, SipEngine
 from gateway.status.bus import EventBus
 from gateway.status.calllog import CallLog
 from gateway.status.mqtt import MqttPublisher
+from gateway.status.statusfile import STATUS_FILE, StatusFile
 from gateway.switchboard import Switchboard
 from gateway.voicemail.machine import AnsweringMachine
 from gateway.voicemail.mailer import Mailer
@@ -71,12 +74,22 @@ class Gateway:
         self.switchboard.machine = AnsweringMachine(
             self.engine, self.spool, self.notify, self.mailer.notify, settings.rules.parent
         )
+        self.prober = Prober(self.engine, self.loop)
+        self.switchboard.prober = self.prober
+        self.monitor = HealthMonitor(self.prober, self.switchboard.health, self.notify)
         self.calllog = CallLog(settings.state_dir / "calls.sqlite3")
         self.publisher = (
             MqttPublisher(settings.mqtt, settings.gateway_id, self.bus, self._command)
             if settings.mqtt.url
             else None
         )
+        self.statusfile = StatusFile(settings.state_dir / STATUS_FILE, self.bus,
+                                     settings.gateway_id, targets=lambda: self.rules.targets,
+                                     mqtt=self._mqtt_link if self.publisher else None)  # fmt: skip
+
+    def _mqtt_link(self) -> str:
+        connected = self.publisher is not None and self.publisher.connected.is_set()
+        return "connected" if connected else "disconnected"
 
     def _gate(self, source: str) -> bool:
         return self.switchboard.gate(source)
@@ -85,6 +98,7 @@ class Gateway:
         """A status event: logged, and on the bus (MQTT, call log)."""
         logger.info("event {} {}", kind, json.dumps(data, default=str))
         self.bus.publish(kind, data)
+        self.monitor.on_event(kind, data)
 
     async def run(self) -> None:
         """Serve calls until a stop is requested, then shut down in order."""
@@ -94,6 +108,7 @@ class Gateway:
                 services = [
                     tasks.create_task(self.mailer.run(), name="voicemail.mailer"),
                     tasks.create_task(self.calllog.run(self.bus), name="calllog"),
+                    tasks.create_task(self.statusfile.run(), name="statusfile"),
                 ]
                 if self.publisher is not None:
                     services.append(tasks.create_task(self.publisher.run(), name="mqtt.publisher"))
@@ -119,6 +134,8 @@ class Gateway:
         del payload
         if command == "reload":
             self.reload_rules()
+        elif command.startswith("probe/") and command[6:] in self.rules.targets:
+            await self.monitor.probe_once(command[6:])
         else:
             logger.warning("unknown command {}", command)
 
@@ -128,6 +145,8 @@ class Gateway:
         self.notify("rules.loaded", {"file": str(path), "sha256": digest,
                                      "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                      "error": error})  # fmt: skip
+        if rules is not None:
+            self.monitor.reload(rules, self.loop.time())
         if rules is not None and self.publisher is not None:
             self.publisher.set_targets(rules.targets)
 

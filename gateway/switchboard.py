@@ -19,7 +19,13 @@ from gateway.core.causes import Outcome
 from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed, VoicemailEnded
 from gateway.core.plan import Plan, RingPlan, plan_steps
 from gateway.core.session import CallInfo, CallSession, CallState
-from gateway.sip.engine import MAX_LEGS, IncomingSignal, RegistrationSignal, SipEngine
+from gateway.sip.engine import (
+    MAX_LEGS,
+    IncomingSignal,
+    OptionsSignal,
+    RegistrationSignal,
+    SipEngine,
+)
 from gateway.sip.legs import CallerSignal, LegSignal, MediaChanged
 from gateway.voicemail.machine import AnsweringMachine, VoicemailCall
 
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from gateway.core.admission import Admission
+    from gateway.probes import Prober
 
 RETRY_AFTER_S = 30  # told to the trunk when every leg is busy
 
@@ -75,6 +82,7 @@ class Switchboard:
         self._leg_owner: dict[str, str] = {}
         self._tasks: set[asyncio.Task[str]] = set()
         self.machine: AnsweringMachine | None = None
+        self.prober: Prober | None = None
 
     @property
     def active_calls(self) -> int:
@@ -98,6 +106,13 @@ class Switchboard:
                 logger.opt(exception=True).error("error handling {}", signal)
 
     def _dispatch(self, signal: object) -> None:
+        if self.prober is not None:
+            if isinstance(signal, OptionsSignal):
+                self.prober.on_options(signal)
+                return
+            if isinstance(signal, LegSignal) and self.prober.owns(signal.leg):
+                self.prober.on_leg(signal)
+                return
         if isinstance(signal, LegSignal):
             self._on_leg(signal)
         elif isinstance(signal, CallerSignal):

@@ -48,9 +48,11 @@ class LegRecord:
     q850: int | None = None
     ended_at: float | None = None
     cancelled: bool = False
+    rang: bool = False  # a 180 or 183 came: the number reached a phone or an operator
 
     def progress(self, status: int, *, early_media: bool, now: float) -> None:
         """Note a provisional response; arm the early-media bound on 183+SDP."""
+        self.rang = self.rang or status in {180, 183}
         if status == 180:
             # A real ringing phone: any announcement timer no longer applies.
             self.state, self.early_deadline = LegState.RINGING, None
@@ -97,6 +99,7 @@ class LegRecord:
             "outcome": outcome,
             "sip_code": self.sip_code,
             "q850": self.q850,
+            "rang": self.rang,
         }
 
 

@@ -66,6 +66,14 @@ class RegistrationSignal:
     active: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OptionsSignal:
+    """The final answer to an OPTIONS probe (408 when nothing answered: timer F)."""
+
+    code: int
+    reason: str
+
+
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]
     """pjsua's own log lines into loguru (called from any pjsua thread)."""
 
@@ -126,6 +134,11 @@ class TrunkAccount(pj.Account):  # type: ignore[misc]
         self.registry.emit(
             IncomingSignal(call_id, caller, called, message.source_ip(str(prm.rdata.srcAddress)))
         )
+
+    @guarded
+    def onSendRequest(self, prm: Any) -> None:
+        tsx = prm.e.body.tsxState.tsx
+        self.registry.emit(OptionsSignal(int(tsx.statusCode), str(tsx.statusText)))
 
     @guarded
     def onRegState(self, prm: Any) -> None:
@@ -200,6 +213,20 @@ class SipEngine:
         """(Re)send REGISTER, or unREGISTER (Expires: 0)."""
         if self._trunk is not None and self.settings.trunk.register_enabled:
             self._trunk.setRegistration(active)
+
+    def send_options(self, uri: str) -> bool:
+        """Send an out-of-dialog OPTIONS (a probe); the answer comes as OptionsSignal."""
+        if self._trunk is None:
+            return False
+        prm = pj.SendRequestParam()
+        prm.method = "OPTIONS"
+        prm.txOption.targetUri = uri
+        try:
+            self._trunk.sendRequest(prm)
+        except pj.Error as err:
+            logger.warning("OPTIONS to {} not sent: {}", uri, err.info())
+            return False
+        return True
 
     # -- legs ------------------------------------------------------------------
 

@@ -101,6 +101,7 @@ def test_unassigned_fails_over_in_the_same_handle_call() -> None:
         "outcome": "unassigned",
         "sip_code": 404,
         "q850": 1,
+        "rang": False,
     }
     assert call.all_events("call.step")[-1]["step"] == 1
     assert call.cancelled(actions) == []  # the failed leg is over already
@@ -638,3 +639,15 @@ def test_any_call_keeps_the_invariants_and_ends_by_its_timers(
     else:
         assert ended == []
     assert len(call.all_events("call.leg")) == len(set(call.targets) - set(call.session.open_legs))
+
+
+def test_a_leg_that_rang_says_so_for_health_evidence() -> None:
+    # Health tells "a phone that did not answer" from "a number that reaches
+    # nothing" by whether the leg ever rang.
+    call = CallDriver(plan(ring("office", timeout=20), ring("anna")))
+    call.start()
+    call.progress("office", 180)
+    call.fail("office", 486)
+    assert call.all_events("call.leg")[0]["rang"] is True
+    call.fail("anna", 404, "Q.850;cause=1")
+    assert call.all_events("call.leg")[-1]["rang"] is False

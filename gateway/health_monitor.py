@@ -1,0 +1,179 @@
+"""Keeps every target's health: probes on schedule, evidence from real calls.
+
+The logic (hysteresis, scheduling, alert coalescing) is pure and lives in
+gateway/core/health.py and probing.py; this module feeds it: it runs the
+probes the scheduler says are due, turns each real call's ``call.leg`` event
+into evidence (passive: the first failing call already counts), hands every
+state to the switchboard's planner (a dead target is skipped) and publishes
+each change at once (``target.health``) and the coalesced alerts later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from gateway.core.causes import Outcome
+from gateway.core.health import (
+    AlertCoalescer,
+    Evidence,
+    HealthBoard,
+    HealthChange,
+    HealthPolicy,
+    Source,
+    WatchedTarget,
+    alert_text,
+)
+from gateway.core.plan import dial_of
+from gateway.core.probing import ProbeSchedule, ProbeScheduler
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway.probes import Prober
+
+IDLE_WAKE = 60.0  # seconds between looks when nothing is scheduled
+BUSY_RETRY = 30.0  # a call probe that found no free leg is tried again this soon
+
+
+class HealthMonitor:
+    """Target health for the running gateway."""
+
+    def __init__(self, prober: Prober, health: dict[str, str],
+                 notify: Callable[[str, dict[str, Any]], None],
+                 alert_window: float = 120.0) -> None:  # fmt: skip
+        self.prober = prober
+        self.health = health  # shared with the switchboard's planner
+        self.notify = notify
+        self.board = HealthBoard()
+        self.scheduler = ProbeScheduler(rand=random.random)
+        self.coalescer = AlertCoalescer(window=alert_window)
+        self.rules: Any = None
+        self._wake = asyncio.Event()
+
+    def reload(self, rules: Any, now: float) -> None:
+        """New rules: which targets exist, which are probed and how."""
+        self.rules = rules
+        config = getattr(rules, "health", None) or {}
+        watched = {
+            name: WatchedTarget(
+                address=dial_of(name, target).label, policy=_policy(config.get(name))
+            )
+            for name, target in rules.targets.items()
+        }
+        reloaded = self.board.reload(watched, datetime.now(UTC))
+        for name in (*reloaded.removed, *reloaded.reset):
+            self.coalescer.forget(name)
+            self.health.pop(name, None)
+        for name in (*reloaded.added, *reloaded.reset):
+            self.notify("target.health", self.board.snapshot()[name].as_json(name))
+        schedules = {name: _schedule(rules, item) for name, item in config.items()
+                     if getattr(item, "probe", None)}  # fmt: skip
+        self.scheduler.reload(schedules, now)
+        self._wake.set()
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        """Every status event passes here; a real call's leg is evidence."""
+        if kind != "call.leg" or data.get("outcome") in {None, "cancelled"}:
+            return
+        evidence = Evidence.of(Source.CALL, Outcome(data["outcome"]), datetime.now(UTC),
+                               sip_code=data.get("sip_code"), q850=data.get("q850"),
+                               rang=bool(data.get("rang")))  # fmt: skip
+        self.observe(data["target"], evidence)
+
+    def observe(self, target: str, evidence: Evidence) -> HealthChange | None:
+        change = self.board.observe(target, evidence)
+        if change is None:
+            return None
+        if self._probed(target):
+            # Only a probed target may be skipped by plans: with no probe, a
+            # skipped target would never be tried again, so never recover.
+            self.health[target] = change.state.value
+        logger.warning("target {} is now {} ({})", target, change.state.value, evidence.text)
+        self.notify("target.health", change.as_json())
+        self.coalescer.push(change, asyncio.get_running_loop().time())
+        self._wake.set()
+        return change
+
+    async def run(self) -> None:
+        """Probe and alert until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            for target in self.scheduler.due(now, datetime.now(UTC)):
+                await self._probe(target)
+            for change in self.coalescer.due(loop.time()):
+                self._alert(change)
+            await self._sleep_until(self._next_deadline(loop.time()))
+
+    async def probe_once(self, target: str) -> Evidence | None:
+        """Probe a target now (``cmd/probe/<target>``, the ``probe`` command)."""
+        return await self._probe(target)
+
+    async def _probe(self, target: str) -> Evidence | None:
+        config = (getattr(self.rules, "health", None) or {}).get(target)
+        kind = getattr(config, "probe", None) or "call"
+        dial = dial_of(target, self.rules.targets[target])
+        if kind == "options":
+            evidence: Evidence | None = await self.prober.options(self._options_uri(dial))
+        else:
+            evidence = await self.prober.call(dial)
+        loop = asyncio.get_running_loop()
+        if evidence is None:
+            logger.info("probe of {} postponed: no call leg free", target)
+            self.scheduler.record_probe(target, loop.time() - _every(config) + BUSY_RETRY)
+            return None
+        logger.info("probe of {}: {}", target, evidence.text)
+        self.observe(target, evidence)
+        return evidence
+
+    def _probed(self, target: str) -> bool:
+        config = (getattr(self.rules, "health", None) or {}).get(target)
+        return bool(getattr(config, "probe", None))
+
+    def _options_uri(self, dial: Any) -> str:
+        return dial.uri or self.prober.engine.dial_uri(dial)
+
+    def _alert(self, change: HealthChange) -> None:
+        go_to = ", ".join(n for n, s in self.health.items() if n != change.target and
+                          s not in {"down", "unassigned"})  # fmt: skip
+        text = alert_text(change, calls_go_to=go_to or None)
+        logger.warning("alert: {}", text)
+        self.notify("health.alert", {"target": change.target, "state": change.state.value,
+                                     "previous": change.previous.value, "text": text})  # fmt: skip
+
+    def _next_deadline(self, now: float) -> float:
+        deadlines = [d for d in (self.scheduler.next_deadline(), self.coalescer.next_deadline())
+                     if d is not None]  # fmt: skip
+        return min(deadlines) if deadlines else now + IDLE_WAKE
+
+    async def _sleep_until(self, deadline: float) -> None:
+        self._wake.clear()
+        delay = max(0.0, deadline - asyncio.get_running_loop().time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+
+def _policy(config: Any) -> HealthPolicy:
+    if config is None:
+        return HealthPolicy()
+    return HealthPolicy(down_after=int(getattr(config, "down_after", 2)),
+                        up_after=int(getattr(config, "up_after", 1)))  # fmt: skip
+
+
+def _every(config: Any) -> float:
+    return float(getattr(config, "every", 900.0))
+
+
+def _schedule(rules: Any, config: Any) -> ProbeSchedule:
+    only = getattr(config, "only", None)
+    is_open: Callable[[datetime], bool] | None = None
+    if only:
+        schedule = rules.schedules[only]
+        is_open = getattr(schedule, "is_open", None)
+    return ProbeSchedule(every=_every(config), only=is_open)

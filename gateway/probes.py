@@ -1,0 +1,158 @@
+"""Probes: ask the network about a target without a customer on the line.
+
+- ``options``: an OPTIONS to the target's SIP server (pjsua's
+  ``Account.sendRequest``). Any final answer means the server is there; it
+  says nothing about the number itself.
+- ``call``: an INVITE to the number, CANCELled the moment it rings (180) or
+  progresses (183 without SDP), so the phone barely rings. A 183 *with* SDP
+  may be an operator's "this number is not assigned" announcement, with the
+  404 coming only after it: the probe listens for up to
+  ``early_media_timeout`` before it takes the 183 as "it rings".
+
+Both give ``gateway.core.health.Evidence``; the health board judges it.
+A call probe takes a call leg, so it runs only when enough legs are free
+for a customer's call to come in meanwhile (docs/limits.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from gateway.core.causes import Outcome
+from gateway.core.events import LegAnswered, LegEnded, LegFailed, LegProgress
+from gateway.core.health import Evidence, ProbeResult, Source
+from gateway.sip.engine import MAX_LEGS
+
+if TYPE_CHECKING:
+    from gateway.core.plan import Dial
+    from gateway.sip.engine import OptionsSignal, SipEngine
+    from gateway.sip.legs import LegSignal
+
+FREE_LEGS_FOR_A_CALL_PROBE = 3  # the probe's leg, plus a customer's call and its first ring
+
+
+@dataclass
+class _ProbeLeg:
+    future: asyncio.Future[Evidence]
+    early_media_timeout: float
+    rang: bool = False
+    timer: asyncio.TimerHandle | None = field(default=None)
+
+
+class Prober:
+    """Runs probes through the SIP engine; results come back as Evidence."""
+
+    def __init__(self, engine: SipEngine, loop: asyncio.AbstractEventLoop) -> None:
+        self.engine = engine
+        self.loop = loop
+        self._legs: dict[str, _ProbeLeg] = {}
+        self._ids = itertools.count(1)
+        self._options_lock = asyncio.Lock()  # answers carry no token: one at a time
+        self._options: asyncio.Future[tuple[int, str]] | None = None
+
+    # -- signals from the engine (through the switchboard) ----------------------
+
+    def owns(self, leg: str) -> bool:
+        return leg in self._legs
+
+    def on_leg(self, sig: LegSignal) -> None:
+        probe = self._legs.get(sig.leg)
+        if probe is None:
+            return
+        event = sig.event
+        if isinstance(event, LegFailed | LegEnded):
+            del self._legs[sig.leg]
+        if probe.future.done():
+            return
+        if isinstance(event, LegProgress):
+            self._progress(sig.leg, probe, event)
+        elif isinstance(event, LegAnswered):
+            # Someone picked up: hang up at once; the number is certainly alive.
+            self.engine.stop_leg(sig.leg)
+            self._resolve(probe, Outcome.ANSWERED, 200)
+        elif isinstance(event, LegFailed):
+            self._resolve(probe, event.outcome, event.sip_code, event.q850)
+
+    def _progress(self, leg: str, probe: _ProbeLeg, event: LegProgress) -> None:
+        if event.status == 180 or (event.status == 183 and not event.early_media):
+            probe.rang = True
+            self.engine.stop_leg(leg)
+            self._resolve(probe, ProbeResult.PROGRESS, event.status)
+        elif event.status == 183 and probe.timer is None:
+            probe.rang = True
+            probe.timer = self.loop.call_later(probe.early_media_timeout,
+                                               self._announcement_over, leg, probe)  # fmt: skip
+
+    def _announcement_over(self, leg: str, probe: _ProbeLeg) -> None:
+        if not probe.future.done():
+            self.engine.stop_leg(leg)
+            self._resolve(probe, ProbeResult.PROGRESS, 183)
+
+    def _resolve(self, probe: _ProbeLeg, outcome: Outcome | ProbeResult, sip_code: int | None,
+                 q850: int | None = None) -> None:  # fmt: skip
+        if probe.timer is not None:
+            probe.timer.cancel()
+        probe.future.set_result(
+            Evidence.of(
+                Source.CALL_PROBE,
+                outcome,
+                datetime.now(UTC),
+                sip_code=sip_code,
+                q850=q850,
+                rang=probe.rang,
+            )
+        )
+
+    def on_options(self, sig: OptionsSignal) -> None:
+        if self._options is not None and not self._options.done():
+            self._options.set_result((sig.code, sig.reason))
+
+    # -- probes ---------------------------------------------------------------------
+
+    def can_call(self) -> bool:
+        """True when a call probe would leave room for a customer's call."""
+        return MAX_LEGS - self.engine.legs_in_use() >= FREE_LEGS_FOR_A_CALL_PROBE
+
+    async def call(self, target: Dial, *, wait_s: float = 20.0,
+                   early_media_timeout: float = 8.0) -> Evidence | None:  # fmt: skip
+        """INVITE the target and CANCEL it as soon as it rings.
+
+        Returns:
+            The evidence, or None when no leg could be spared right now.
+        """
+        if not self.can_call():
+            return None
+        leg = f"probe-{next(self._ids)}"
+        probe = _ProbeLeg(self.loop.create_future(), early_media_timeout)
+        self._legs[leg] = probe
+        logger.info("call probe {} to {} ({})", leg, target.name, target.label)
+        self.engine.ring(leg, target)
+        try:
+            return await asyncio.wait_for(asyncio.shield(probe.future), wait_s)
+        except TimeoutError:
+            # Nothing at all came back: CANCEL (pjsua sends it once a
+            # provisional arrives, or timer B ends the INVITE).
+            self.engine.stop_leg(leg)
+            return Evidence.of(Source.CALL_PROBE, ProbeResult.TIMEOUT, datetime.now(UTC))
+
+    async def options(self, uri: str, wait_s: float = 10.0) -> Evidence:
+        """Send OPTIONS to ``uri``; pjsua's timer F (32 s) is bounded by ``wait_s``."""
+        async with self._options_lock:
+            self._options = self.loop.create_future()
+            at = datetime.now(UTC)
+            if not self.engine.send_options(uri):
+                return Evidence.of(Source.OPTIONS_PROBE, ProbeResult.TIMEOUT, at)
+            try:
+                code, _reason = await asyncio.wait_for(self._options, wait_s)
+            except TimeoutError:
+                return Evidence.of(Source.OPTIONS_PROBE, ProbeResult.TIMEOUT, datetime.now(UTC))
+            finally:
+                self._options = None
+        result = ProbeResult.TIMEOUT if code == 408 else ProbeResult.RESPONDED
+        return Evidence.of(Source.OPTIONS_PROBE, result, datetime.now(UTC), sip_code=code)
