@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
@@ -146,10 +147,19 @@ class Switchboard:
         self._apply(sig.call_id, session.start(self.loop.time()))
 
     def _plan_for(self, sig: IncomingSignal) -> Plan | None:
+        # Schedules are wall-clock time in the rules' zone: the route is chosen
+        # with the real time now (the loop's clock is monotonic, not a date).
+        rules: Any = self.rules
+        now = datetime.now(UTC)
         for called in sig.called:
-            route = self.rules.route_for(called, sig.caller)
+            route = rules.route_for(called, sig.caller, now)
             if route is not None:
-                return plan_steps(route.name, tuple(route.steps), self.rules.targets, self.health)
+                mode, source = rules.active_mode
+                if mode != "normal":
+                    logger.info("call {}: mode {} (set by {})", sig.call_id, mode, source)
+                main = rules.main_line(route)
+                return plan_steps(route.name, tuple(route.steps), rules.targets, self.health,
+                                  mode=mode, main=main)  # fmt: skip
         return None
 
     def _no_leg_left(self, plan: Plan) -> bool:

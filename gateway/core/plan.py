@@ -6,6 +6,10 @@ step says ``ring_if_down``), a ring step left with no target is dropped, and
 when nothing is left to ring the plan still ends in voicemail if the route has
 one. The session never looks at rules or health again: a call runs on the plan
 it started with, so a rule reload never changes a call in progress.
+
+The mode (docs/rules.md "Modes") is applied here too: ``force-backup`` leaves
+the main line out of every ring step (a step left empty is dropped), ``closed``
+keeps only the route's voicemail step.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 DEAD_HEALTH: frozenset[str] = frozenset({"unassigned", "down"})
+MODES: frozenset[str] = frozenset({"normal", "force-backup", "closed"})
 
 
 class RingMode(StrEnum):
@@ -89,6 +94,7 @@ class Plan:
 
     route: str
     steps: tuple[PlanStep, ...]
+    mode: str = "normal"
 
 
 def dial_of(name: str, target: object) -> Dial:
@@ -98,11 +104,14 @@ def dial_of(name: str, target: object) -> Dial:
     return Dial(name=name, number=number, uri=uri)
 
 
-def plan_steps(
+def plan_steps(  # noqa: PLR0913 - the route, the rules' parts and the call's context
     route_name: str,
     steps: tuple[object, ...],
     targets: Mapping[str, object],
     health: Mapping[str, str] | None = None,
+    *,
+    mode: str = "normal",
+    main: frozenset[str] = frozenset(),
 ) -> Plan:
     """Turn a route's steps into a Plan, leaving out targets known dead.
 
@@ -113,26 +122,35 @@ def plan_steps(
         targets: the rules' targets by name.
         health: target name -> health state (``up``, ``unassigned``, ``down``,
             ``unknown``); a missing name is ``unknown``.
+        mode: ``normal``, ``force-backup`` (leave out ``main``) or ``closed``
+            (only voicemail).
+        main: the route's main-line target names (for ``force-backup``).
 
     Returns:
         The plan. It may be empty when every ring target is dead and the route
         has no voicemail; the caller is then refused.
     """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}")
     health = health or {}
+    left_out = main if mode == "force-backup" else frozenset()
     planned: list[PlanStep] = []
     for step in steps:
         box = getattr(step, "voicemail", None)
         if box is not None:
             planned.append(VoicemailPlan(box=box))
             continue
-        ring = _ring_plan(step, targets, health)
-        if ring.targets:
+        ring = _ring_plan(step, targets, health, left_out)
+        if ring.targets and mode != "closed":
             planned.append(ring)
-    return Plan(route=route_name, steps=tuple(planned))
+    return Plan(route=route_name, steps=tuple(planned), mode=mode)
 
 
-def _ring_plan(step: object, targets: Mapping[str, object], health: Mapping[str, str]) -> RingPlan:
-    mode, names = _mode_and_names(step)
+def _ring_plan(
+    step: object, targets: Mapping[str, object], health: Mapping[str, str], left_out: frozenset[str]
+) -> RingPlan:
+    mode, all_names = _mode_and_names(step)
+    names = tuple(n for n in all_names if n not in left_out)
     ring_if_down = bool(getattr(step, "ring_if_down", False))
     alive = [n for n in names if ring_if_down or health.get(n, "unknown") not in DEAD_HEALTH]
     return RingPlan(

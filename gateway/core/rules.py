@@ -6,15 +6,18 @@ with its file and line (see ``rules_errors``; the value types are in
 compiler's: the structure of the whole file (every problem at once), then the
 checks that need the whole file (route names unique); references to targets and
 voicemail boxes are checked in the first pass, against the names the file
-defines. Schedules (``when``), modes and health probes are not part of the format
-yet: their keys are refused as unknown, and will be new fields of these models.
+defines. Schedules (``when``/``unless``) are evaluated with the time passed in
+(``route_for(..., at=)``); the mode (``normal``, ``force-backup``, ``closed``) is
+applied by the planner (``gateway.core.plan``); the ``health`` section is the
+model the health monitor reads.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -41,17 +45,24 @@ from gateway.core.rules_errors import (
     problems_of,
 )
 from gateway.core.rules_values import (
+    MODES,
     NUMBER_SCHEMA,
     BoxRef,
     CallerPattern,
     Dialled,
     Duration,
     FailoverOutcome,
+    HealthKey,
+    HealthWatch,
+    Mode,
     Name,
     PublicNumber,
+    ScheduleRef,
     SipUri,
     TargetRef,
     TimeZone,
+    WeeklyHours,
+    caller_matches,
     distinct,
     fail,
     normalize_number,
@@ -59,9 +70,14 @@ from gateway.core.rules_values import (
     one_or_many,
     unknown,
 )
+from gateway.core.schedule import is_open
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = [
-    "Duration", "Match", "NumberTarget", "Problem", "RingAllStep", "RingEachStep", "RingStep",
+    "MODES", "Duration", "HealthWatch", "Match", "Mode", "NumberTarget", "Problem", "RingAllStep",
+    "RingEachStep", "RingStep",
     "Route", "Rules", "RulesError", "Step", "Target", "UriTarget", "VoicemailBox",
     "VoicemailStep", "normalize_number", "parse_rules", "rules_json_schema",
 ]  # fmt: skip
@@ -74,10 +90,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_MAIN = Field(default=False, description="the main line: left out while the mode is force-backup")
+
+
 class NumberTarget(_Strict):
     """A number dialled through the trunk (separators stripped)."""
 
     number: Dialled
+    main: bool = _MAIN
 
     @property
     def address(self) -> str:
@@ -88,6 +108,7 @@ class UriTarget(_Strict):
     """A SIP URI called directly (``sip:`` or ``sips:``)."""
 
     uri: SipUri
+    main: bool = _MAIN
 
     @property
     def address(self) -> str:
@@ -101,6 +122,9 @@ class _RingOptions(_Strict):
     )
     failover_on: frozenset[FailoverOutcome] = Field(
         default=FAILURES, description="outcomes that move on to the next step"
+    )
+    ring_if_down: bool = Field(
+        default=False, description="ring targets even while their health is down or unassigned"
     )
 
 
@@ -191,8 +215,7 @@ _TAGS: dict[str, type[BaseModel]] = {
 }  # fmt: skip
 
 
-def _is_anonymous(caller: str | None) -> bool:
-    return not caller or caller.strip().lower() == "anonymous"
+IsOpen = Callable[[str], bool]
 
 
 class Match(_Strict):
@@ -212,19 +235,31 @@ class Match(_Strict):
         one_or_list({"type": "string"}),
         Field(alias="from", description='numbers, prefixes like "+3247*", or "anonymous"'),
     ] = ()
+    when: ScheduleRef | None = Field(default=None, description="only while this schedule is open")
+    unless: ScheduleRef | None = Field(
+        default=None, description="only while this schedule is closed"
+    )
 
-    def matches(self, to: str, from_: str | None) -> bool:
-        """Whether a call to ``to`` from ``from_`` (None: withheld) takes this route."""
+    def matches(self, to: str, from_: str | None, is_open: IsOpen | None = None) -> bool:
+        """Whether a call to ``to`` from ``from_`` (None: withheld) takes this route.
+
+        ``is_open(schedule)`` says whether a schedule is open now; None: schedules
+        are not considered (every ``when``/``unless`` is taken as met).
+        """
         if normalize_number(to) not in self.to:
             return False
-        return not self.from_ or any(_caller_matches(p, from_) for p in self.from_)
+        if self.from_ and not any(caller_matches(p, from_) for p in self.from_):
+            return False
+        if is_open is None:
+            return True
+        return (self.when is None or is_open(self.when)) and (
+            self.unless is None or not is_open(self.unless)
+        )
 
-
-def _caller_matches(pattern: str, caller: str | None) -> bool:
-    if _is_anonymous(caller):
-        return pattern == "anonymous"
-    number = normalize_number(caller or "")
-    return number.startswith(pattern[:-1]) if pattern.endswith("*") else number == pattern
+    @property
+    def catches_all(self) -> bool:
+        """Whether this match takes every call to its numbers (no caller, no schedule)."""
+        return not self.from_ and self.when is None and self.unless is None
 
 
 class Route(_Strict):
@@ -277,9 +312,16 @@ class Rules(_Strict):
 
     version: Literal[1] = Field(description="format version; always 1")
     timezone: TimeZone = "UTC"
+    mode: Mode = Field(
+        default="normal",
+        description="normal; force-backup: leave out the main line; closed: voicemail only",
+    )
     targets: dict[Name, Target] = Field(default_factory=dict)
     voicemail: dict[Name, VoicemailBox] = Field(default_factory=dict)
+    schedules: dict[Name, WeeklyHours] = Field(default_factory=dict)
     routes: Annotated[tuple[Route, ...], Field(min_length=1)]
+    health: dict[HealthKey, HealthWatch] = Field(default_factory=dict)
+    _override: Mode | None = PrivateAttr(default=None)
 
     @field_validator("routes")
     @classmethod
@@ -304,11 +346,63 @@ class Rules(_Strict):
                 if isinstance(step, VoicemailStep) and step.voicemail not in self.voicemail:
                     raise fail(unknown("voicemail box", step.voicemail, self.voicemail),
                                 "routes", r, "steps", s)  # fmt: skip
+            for key in ("when", "unless"):
+                name = getattr(route.match, key)
+                if name is not None and name not in self.schedules:
+                    raise fail(unknown("schedule", name, self.schedules), "routes", r, "match", key)
         return self
 
-    def route_for(self, to: str, from_: str | None) -> Route | None:
-        """The first route that takes a call to ``to`` from ``from_``, or None (refuse: 404)."""
-        return next((route for route in self.routes if route.match.matches(to, from_)), None)
+    def route_for(self, to: str, from_: str | None, at: datetime | None = None) -> Route | None:
+        """The first route that takes a call to ``to`` from ``from_`` at ``at``.
+
+        Args:
+            to: the called number.
+            from_: the caller's number; None (or ``anonymous``...) when withheld.
+            at: when the call comes (aware); None: schedules are not considered.
+
+        Returns:
+            The route, or None: the call is refused (404).
+        """
+        is_open = None if at is None else (lambda name: self.is_open(name, at))
+        return next((r for r in self.routes if r.match.matches(to, from_, is_open)), None)
+
+    def is_open(self, schedule: str, at: datetime) -> bool:
+        """Whether the schedule called ``schedule`` is open at ``at`` (aware).
+
+        Raises:
+            KeyError: no such schedule.
+        """
+        return is_open(self.schedules[schedule], at, ZoneInfo(self.timezone))
+
+    @property
+    def active_mode(self) -> tuple[Mode, Literal["file", "mqtt"]]:
+        """The mode the planner applies, and where it comes from."""
+        if self._override is not None:
+            return self._override, "mqtt"
+        return self.mode, "file"
+
+    @property
+    def mode_override(self) -> Mode | None:
+        """The mode set over MQTT, which wins over the file's; None when not set."""
+        return self._override
+
+    def with_mode_override(self, mode: Mode | None) -> Rules:
+        """These rules with ``mode`` overriding the file's (None: the file's again)."""
+        copy = self.model_copy()
+        copy._override = mode  # noqa: SLF001 - a copy of our own class
+        return copy
+
+    def main_line(self, route: Route) -> frozenset[str]:
+        """The targets force-backup leaves out of ``route``.
+
+        Those marked ``main: true``; when no target in the file is marked, the
+        targets of the route's first ring step.
+        """
+        marked = frozenset(name for name, t in self.targets.items() if t.main)
+        if marked:
+            return marked
+        first = next((step for step in route.steps if step.names), None)
+        return frozenset(first.names) if first is not None else frozenset()
 
     def public_numbers(self) -> frozenset[str]:
         """Every number a route serves (normalised): calls to others are refused."""
@@ -343,7 +437,8 @@ def parse_rules(text: str, source: str) -> Rules:
         raise RulesError([Problem(source, line_of(tree, (), {}), message)])
     data = plain(tree)
     assert isinstance(data, dict)
-    context = {section: _names_in(data.get(section)) for section in ("targets", "voicemail")}
+    sections = ("targets", "voicemail", "schedules")
+    context = {section: _names_in(data.get(section)) for section in sections}
     try:
         return Rules.model_validate(data, context=context)
     except ValidationError as error:

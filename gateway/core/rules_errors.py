@@ -195,6 +195,8 @@ def _words(error: ErrorDetails, keys: list[str]) -> str:
         return fixed[kind]
     if kind in _EXPECTED:
         return f"{_EXPECTED[kind]}, got {describe(value)}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}, got {describe(value)}"
     if kind == "literal_error":
         return f"expected {ctx['expected']}, got {describe(value)}"
     if kind.endswith("_kind"):  # no (or several) discriminating keys in a step or target

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from gateway.core.causes import FAILURES, Outcome
 from gateway.core.rules_errors import describe
+from gateway.core.schedule import DAYS, Schedule, ScheduleError, parse_schedule
 
 
 def fail(detail: str, *sub_loc: str | int) -> PydanticCustomError:
@@ -149,6 +159,8 @@ _NAME_SCHEMA = {"type": "string", "pattern": f"^{_NAME.pattern}$"}
 Name = Annotated[str, BeforeValidator(_name), WithJsonSchema(_NAME_SCHEMA)]
 TargetRef = Annotated[str, _defined("targets", "target")]
 BoxRef = Annotated[str, _defined("voicemail", "voicemail box")]
+ScheduleRef = Annotated[str, _defined("schedules", "schedule")]
+HealthKey = Annotated[str, BeforeValidator(_name), _defined("targets", "target")]
 FailoverOutcome = Annotated[
     Outcome,
     BeforeValidator(_failover_outcome),
@@ -179,3 +191,73 @@ SipUri = Annotated[
     str, BeforeValidator(_uri), WithJsonSchema({"type": "string", "pattern": "^sips?:"})
 ]
 TimeZone = Annotated[str, AfterValidator(valid_zone)]
+
+
+def _schedule(value: object) -> Schedule:
+    try:
+        return parse_schedule(value)
+    except ScheduleError as error:
+        raise fail(str(error), *error.key) from None
+
+
+_DAY_KEY = f"({'|'.join(DAYS)})(-({'|'.join(DAYS)}))?"
+_SCHEDULE_SCHEMA = {
+    "type": "object",
+    "description": 'day keys (mon-fri, sat, "mon,wed") -> "08:30-12:00, 13:30-18:00" or closed; '
+    'closed: dates and ranges ("2026-12-24..2026-12-26")',
+    "properties": {
+        "closed": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    },
+    "patternProperties": {f"^{_DAY_KEY}(,{_DAY_KEY})*$": {"type": "string"}},
+    "additionalProperties": False,
+}
+WeeklyHours = Annotated[Schedule, PlainValidator(_schedule), WithJsonSchema(_SCHEDULE_SCHEMA)]
+"""A named schedule: weekly opening hours and closed dates (``gateway.core.schedule``)."""
+
+
+# --- callers ---------------------------------------------------------------------------
+
+WITHHELD = frozenset({"", "anonymous", "unknown", "unavailable", "restricted", "private",
+                      "withheld"})  # fmt: skip
+
+
+def is_withheld(caller: str | None) -> bool:
+    """Whether the caller's number is withheld (None, empty, ``anonymous``...)."""
+    return caller is None or caller.strip().lower() in WITHHELD
+
+
+def caller_matches(pattern: str, caller: str | None) -> bool:
+    """Whether a normalised ``from`` pattern takes ``caller`` (None: withheld)."""
+    if is_withheld(caller):
+        return pattern == "anonymous"
+    number = normalize_number(caller or "")
+    return number.startswith(pattern[:-1]) if pattern.endswith("*") else number == pattern
+
+
+# --- modes and health -------------------------------------------------------------------
+
+Mode = Literal["normal", "force-backup", "closed"]
+MODES: tuple[Mode, ...] = ("normal", "force-backup", "closed")
+
+
+class HealthWatch(BaseModel):
+    """How the health monitor watches one target (docs/health.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probe: Literal["call", "options"] | None = Field(
+        default=None, description="call, options, or absent: passive evidence only"
+    )
+    every: Duration | None = Field(
+        default=None, description="interval between probes (default 1m for options, 15m for call)"
+    )
+    only: ScheduleRef | None = Field(default=None, description="probe only while it is open")
+    down_after: int = Field(default=2, ge=1, description="bad results in a row before down")
+    up_after: int = Field(default=1, ge=1, description="good results in a row before up")
+
+    @property
+    def interval(self) -> float | None:
+        """Seconds between probes; None when the target is not probed."""
+        if self.probe is None:
+            return None
+        return self.every or (900.0 if self.probe == "call" else 60.0)

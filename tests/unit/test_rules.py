@@ -291,4 +291,6 @@ def test_schema_describes_steps_and_durations() -> None:
     step = schema["$defs"]["RingStep"]["properties"]
     assert step["timeout"]["anyOf"][0]["type"] == "string"
     assert "answered" not in step["failover_on"]["items"]["enum"]
-    assert set(schema["properties"]) == {"version", "timezone", "targets", "voicemail", "routes"}
+    assert set(schema["properties"]) == {
+        "version", "timezone", "mode", "targets", "voicemail", "schedules", "routes", "health"
+    }  # fmt: skip
