@@ -46,33 +46,22 @@ READY_LIMIT_S = 10.0  # the gateway says "ready" within this
 CALL_LIMIT_S = 25.0  # the far side has played the whole call within this
 STOP_LIMIT_S = 6.0  # each process ends within this once asked
 TAIL_LINES = 30
+HOLD_S = 0.05  # timeline lines wait this long for lines from the other side
 
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\w+)\s+(.*)$")
 _RINGING = re.compile(r"^call \S+: ringing (\S+) \((\S+)\)$")
+Entry = tuple[float, str, str | None]  # time, text, the far side's event it answers
 
-# Timeline text of the far side's events, by "event:role" (gateway/demo_peers.py).
-_PEER_TEXT = {
-    "dial:None": "caller {caller} dials {called} (the number on every invoice)",
-    "ringback:caller": "caller hears ringback ({code} from the gateway)",
-    "invite:operator": "trunk: INVITE for {number} reaches its operator",
-    "invite:anna": "trunk: INVITE for {number} reaches anna's mobile",
-    "reply:operator": "operator: {code} {reason}, Reason: {headers[Reason]}",
-    "reply:anna": "anna's mobile: {code} {reason}",
-    "connected:caller": "caller connected to anna (ringback until then, never the operator)",
-    "audio:None": "audio: the caller hears anna (level {caller[level]}, {caller[packets]} "
-    "packets), anna hears the caller (level {anna[level]})",
-    "hangup:caller": "caller hangs up",
-    "ended:anna": "anna's call ended ({seconds:.1f} s of talk)",
-    "early_media:caller": "caller: audio from the gateway before anyone answered!",
-    "timeout:None": "far side: gave up after {limit:.0f} s, {open_calls} call(s) still open",
-    "error:None": "far side: {message}",
-}
-# Timeline text of the gateway's status events (gateway/core/session.py).
+# Timeline text of the gateway's status events (gateway/core/session.py), and
+# the far side's event each one answers (see Timeline).
 _GATEWAY_TEXT = {
-    "call.incoming": "gateway: call from {caller} for {called} takes route {route}",
-    "call.failover": "gateway: failover {from} -> {to} ({outcome}, {sip_code}, cause {q850})",
-    "call.answered": "gateway: {target} answered; caller and {target} bridged",
-    "call.ended": "gateway: call ended ({result}, {duration:.1f} s in all)",
+    "call.incoming": ("call from {caller} for {called} takes route {route}", "dial:None"),
+    "call.failover": (
+        "failover {from} -> {to} ({outcome}, {sip_code}, cause {q850})",
+        "reply:operator",
+    ),
+    "call.answered": ("{target} answered; caller and {target} bridged", "reply:anna:200"),
+    "call.ended": ("call ended ({result}, {duration:.1f} s in all)", "hangup:caller"),
 }
 
 
@@ -84,8 +73,8 @@ class Story:
         self.facts: dict[str, Any] = {}
         self.step = 0
 
-    def gateway_line(self, line: str) -> tuple[float, str | None] | None:
-        """A line of the gateway's log: its time and timeline text, or None."""
+    def gateway_line(self, line: str) -> Entry | None:
+        """A line of the gateway's log as a timeline entry, if it is one."""
         match = _LOG_LINE.match(line)
         if match is None:
             return None
@@ -96,36 +85,35 @@ class Story:
             self.facts["ready"] = at
         if message.startswith("event "):
             kind, _, data = message.removeprefix("event ").partition(" ")
-            return at, self._gateway_event(at, kind, json.loads(data))
+            self._gateway_event(at, kind, json.loads(data))
+            text, cause = _GATEWAY_TEXT.get(kind, ("", None))
+            return (at, "gateway: " + text.format(**self.facts[kind]), cause) if text else None
         ringing = _RINGING.match(message)
         if ringing:  # logged just before the INVITE goes out
             self.facts.setdefault("ring_at", {})[ringing[1]] = at
-            return at, f"gateway: step {self.step + 1}: ring {ringing[1]} {ringing[2]}"
+            text = f"gateway: step {self.step + 1}: ring {ringing[1]} {ringing[2]}"
+            return at, text, "dial:None" if self.step == 0 else "reply:operator"
         if level in {"WARNING", "ERROR", "CRITICAL"}:
-            return at, f"gateway {level}: {message}"
-        return at, None
+            return at, f"gateway {level}: {message}", None
+        return None
 
-    def _gateway_event(self, at: float, kind: str, data: dict[str, Any]) -> str | None:
-        self.facts[kind] = data
+    def _gateway_event(self, at: float, kind: str, data: dict[str, Any]) -> None:
         if kind == "call.step":
             self.step = int(data["step"])
         elif kind == "call.leg":
             self.facts.setdefault("leg_at", {})[data["target"]] = at
         elif kind == "call.failover":
             data = data | {"from": " + ".join(data["from"]), "to": " + ".join(data["to"] or ["-"])}
-        template = _GATEWAY_TEXT.get(kind)
-        return template.format(**data) if template else None
+        self.facts[kind] = data
 
     def peer_event(self, event: dict[str, Any]) -> str | None:
-        """One JSON event of the far side, as timeline text."""
+        """One JSON event of the far side (gateway/demo_peers.py): its timeline text."""
         key = f"{event['event']}:{event.get('role')}"
         self.facts.setdefault(key, event)
+        self.facts.setdefault(f"{key}:{event.get('code')}", event)
         if key == "dial:None":
             self.t0 = event["t"]
-        if key == "connected:caller" and "early_media:caller" in self.facts:
-            return "caller connected to anna (after hearing audio before the answer)"
-        template = _PEER_TEXT.get(key)
-        return template.format(**event) if template else None
+        return event.get("text")
 
     def failover_ms(self) -> tuple[float | None, float | None]:
         """404 to anna's INVITE: on the wire (as the trunk saw it), and by the gateway's log."""
@@ -137,73 +125,82 @@ class Story:
         return wire, logged
 
     def problems(self) -> list[str]:
-        """What did not happen as it should, in the user's words."""
+        """The first thing that did not happen as it should, in the user's words."""
         f = self.facts
         failover = f.get("call.failover") or {}
         audio = f.get("audio:None") or {}
         ended = f.get("call.ended") or {}
+        no_failover = "the gateway did not fail over on the operator's 404, cause 1 (it said: {})"
+        no_failover = no_failover.format(json.dumps(failover) if failover else "nothing")
         checks = [
             ("dial:None" in f, "the caller never dialled (the far side did not start)"),
             (
                 [failover.get(k) for k in ("outcome", "sip_code", "q850")]
                 == ["unassigned", 404, 1],
-                f"no failover on the operator's 404, cause 1 (the gateway said {failover or '-'})",
+                no_failover,
             ),
             (f.get("call.answered", {}).get("target") == "anna", "anna never answered"),
             ("connected:caller" in f, "the caller was never connected"),
             ("early_media:caller" not in f, "the caller was sent audio before anyone answered"),
-            (_heard(audio, "caller"), f"the caller did not hear anna ({audio.get('caller')})"),
-            (_heard(audio, "anna"), f"anna did not hear the caller ({audio.get('anna')})"),
+            (_heard(audio, "caller"), f"the caller did not hear anna {_levels(audio, 'caller')}"),
+            (_heard(audio, "anna"), f"anna did not hear the caller {_levels(audio, 'anna')}"),
             (ended.get("result") == "answered", f"the call did not end as answered ({ended})"),
         ]
-        return [message for ok, message in checks if not ok]
+        # The story is a chain: the first broken link is the one to read about.
+        return [message for ok, message in checks if not ok][:1]
 
 
 def _heard(audio: dict[str, Any], who: str) -> bool:
+    return bool((audio.get(who) or {}).get("level", 0) > 0)
+
+
+def _levels(audio: dict[str, Any], who: str) -> str:
     side = audio.get(who) or {}
-    return bool(side.get("level", 0) > 0 and side.get("packets", 0) > 0)
+    return f"(audio level {side.get('level', '-')} in {side.get('packets', '-')} packets)"
 
 
 class Timeline:
-    """Prints timeline lines as they come, times relative to the caller's INVITE."""
+    """Prints the call's lines in the order they happened, times from the INVITE.
+
+    Both sides' lines are held until neither has said anything for
+    ``HOLD_S``, then printed sorted by time. The gateway's log times are cut
+    to the millisecond, so a gateway line answering the far side (the
+    failover after the 404) may carry an earlier time than its cause: such a
+    line is placed just after its cause, which is what its true time was.
+    """
 
     def __init__(self, out: IO[str], story: Story) -> None:
         self.out = out
         self.story = story
-        self.waiting: list[tuple[float, str]] = []  # lines read before the INVITE's
-        self.last = 0.0
+        self.pending: list[Entry] = []
+        self.quiet_since = 0.0
 
-    def add(self, at: float, text: str, *, coarse: bool = False) -> None:
-        if self.story.t0 is None:
-            self.waiting.append((at, text))
+    def add(self, entry: Entry) -> None:
+        self.pending.append(entry)
+        self.quiet_since = time.monotonic()
+
+    def flush(self, *, force: bool = False) -> None:
+        if not force and (self.story.t0 is None or time.monotonic() - self.quiet_since < HOLD_S):
             return
-        for early_at, early_text in sorted(self.waiting):
-            self._print(early_at, early_text, coarse=True)
-        self.waiting.clear()
-        self._print(at, text, coarse=coarse)
-
-    def _print(self, at: float, text: str, *, coarse: bool) -> None:
-        assert self.story.t0 is not None
-        shown = at - self.story.t0
-        if coarse and 0 <= self.last - shown < 0.001:
-            # The gateway's log times are cut to the millisecond: a line it
-            # logged after one of the far side's can carry an earlier time.
-            shown = self.last
-        self.last = max(self.last, shown)
-        self.out.write(f"  {shown:7.3f}  {text}\n")
+        if not self.pending:
+            return
+        entries = sorted((self._when(at, cause), text) for at, text, cause in self.pending)
+        t0 = self.story.t0 if self.story.t0 is not None else entries[0][0]
+        self.out.writelines(f"  {at - t0:7.3f}  {text}\n" for at, text in entries)
         self.out.flush()
+        self.pending.clear()
+
+    def _when(self, at: float, cause: str | None) -> float:
+        event = self.story.facts.get(cause) if cause else None
+        return max(at, event["t"] + 1e-6) if event else at
 
 
-def _free_udp_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now (held at once, so they differ)."""
-    with contextlib.ExitStack() as stack:
-        socks = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-            for _ in range(count)
-        ]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
+def _free_udp_ports() -> tuple[int, int]:
+    """Two ports free on 127.0.0.1 now (held at once, so they differ)."""
+    with socket.socket(type=socket.SOCK_DGRAM) as one, socket.socket(type=socket.SOCK_DGRAM) as two:
+        one.bind(("127.0.0.1", 0))
+        two.bind(("127.0.0.1", 0))
+        return one.getsockname()[1], two.getsockname()[1]
 
 
 def _child_env(tmp: Path, sip_port: int, trunk_port: int) -> dict[str, str]:
@@ -274,7 +271,8 @@ class Run:
             if left <= 0:
                 raise DemoError(f"{what} did not happen within {limit:.0f} s")
             with contextlib.suppress(queue.Empty):
-                self._handle(*self.items.get(timeout=min(left, 0.1)))
+                self._handle(*self.items.get(timeout=min(left, HOLD_S / 2)))
+            self.timeline.flush()
 
     def _handle(self, source: str, line: str | None) -> None:
         if line is None:
@@ -282,14 +280,14 @@ class Run:
             return
         self.tail["gateway" if source == "gateway" else "far side"].append(line)
         if source == "gateway":
-            at, text = self.story.gateway_line(line) or (0.0, None)
-            if text is not None:
-                self.timeline.add(at, text, coarse=True)
+            entry = self.story.gateway_line(line)
+            if entry is not None:
+                self.timeline.add(entry)
         elif source == "peers" and line.startswith("{"):
             event = json.loads(line)
             text = self.story.peer_event(event)
             if text is not None:
-                self.timeline.add(event["t"], text)
+                self.timeline.add((event["t"], text, None))
 
     def end_all(self) -> None:
         """Whatever happened: every child still running is stopped, then killed."""
@@ -306,7 +304,7 @@ class Run:
 
 def _play(run: Run, rules: str, say: Callable[[str], None]) -> int:
     """Start both sides, let the call happen, stop the gateway; its exit code."""
-    sip_port, trunk_port = _free_udp_ports(2)
+    sip_port, trunk_port = _free_udp_ports()
     (run.tmp / "rules.yaml").write_text(rules, encoding="utf-8")
     env = _child_env(run.tmp, sip_port, trunk_port)
     gateway = run.spawn(["-m", "gateway", "run"], env, "gateway")
@@ -355,21 +353,22 @@ def run_demo(quiet: bool, *, rules: str | None = None) -> int:
     )
     if rules is None:
         rules = resources.files("gateway").joinpath("demo_rules.yaml").read_text("utf-8")
-    story = Story()
+    story, problems = Story(), []
     with tempfile.TemporaryDirectory(prefix="sip-failover-demo-") as folder:
         run = Run(Path(folder), story, Timeline(out, story))
         try:
             code = _play(run, rules, say)
+            if code != 0:
+                problems.append(f"the gateway did not stop cleanly on SIGTERM (exit {code})")
         except (DemoError, subprocess.TimeoutExpired) as error:
-            started = "dial:None" in story.facts
-            return _fail([str(error), *(story.problems() if started else [])], run)
+            problems.append(str(error))
         except KeyboardInterrupt:
             return 130
         finally:
             run.end_all()
-    problems = story.problems()
-    if code != 0:
-        problems.append(f"the gateway did not stop cleanly on SIGTERM (exit {code})")
+            run.timeline.flush(force=True)
+    if "dial:None" in story.facts:
+        problems = story.problems() + problems
     if problems:
         return _fail(problems, run)
     _conclude(story, out, quiet)
@@ -378,13 +377,13 @@ def run_demo(quiet: bool, *, rules: str | None = None) -> int:
 
 def _conclude(story: Story, out: IO[str], quiet: bool) -> None:
     wire, logged = story.failover_ms()
-    if wire is not None:
+    if wire is not None and logged is not None:
+        inside = "under 1 ms" if logged < 1 else f"about {logged:.0f} ms"
         out.write(
-            f"  failover: {wire:.1f} ms from the operator's 404 to anna's INVITE on the wire\n"
+            f"  failover: {wire:.1f} ms from the operator's 404 to anna's INVITE on the wire;\n"
+            f"  {inside} of it in the gateway's logic (its log counts whole milliseconds),\n"
+            "  the rest is loopback and the wait for the gateway's next look at its socket\n"
         )
-    if logged is not None:
-        inside = "under 1 ms" if logged < 1 else f"{logged:.0f} ms"
-        out.write(f"  ({inside} inside the gateway by its log, which counts whole milliseconds)\n")
     if not quiet:
         out.write(
             "\nThe caller heard ringback, then anna; never the operator. Now your own rules:\n"

@@ -75,8 +75,10 @@ class Peers:
         self.caller: _PeerCall | None = None
         self.finished = False
 
-    def emit(self, event: str, **data: object) -> None:
-        self.out.write(json.dumps({"t": time.time(), "event": event, **data}) + "\n")
+    def emit(self, event: str, text: str | None = None, **data: object) -> None:
+        """One line of JSON: when, what, the timeline's words for it, details."""
+        line = {"t": time.time(), "event": event, "text": text, **data}
+        self.out.write(json.dumps(line) + "\n")
 
     def after(self, delay: float, action: Callable[[], None]) -> None:
         self.timers.append((time.monotonic() + delay, action))
@@ -119,7 +121,8 @@ class Peers:
             self._answer_pending()
             self._run_timers()
         if self.calls:
-            self.emit("timeout", limit=RUN_LIMIT_S, open_calls=len(self.calls))
+            text = f"far side: gave up after {RUN_LIMIT_S:.0f} s, {len(self.calls)} call(s) open"
+            self.emit("timeout", text)
             self._hang_up_everything()
         return self.finished
 
@@ -157,7 +160,8 @@ class Peers:
         assert self.account is not None
         call = _PeerCall(self, "caller", self.account)
         self.caller = call
-        self.emit("dial", caller=CALLER_NUMBER, called=PUBLIC_NUMBER)
+        text = f"caller {CALLER_NUMBER} dials {PUBLIC_NUMBER} (the number on every invoice)"
+        self.emit("dial", text)
         call.makeCall(f"sip:{PUBLIC_NUMBER}@{self.gateway}", pj.CallOpParam(True))
         self.calls[id(call)] = call
 
@@ -168,15 +172,20 @@ class Peers:
     def judge_audio(self) -> None:
         """What each side hears: the level of what it receives, and packets."""
         heard = {
-            call.role: {"level": call.rx_level(), "packets": call.rx_packets()}
+            call.role: {"level": call.heard_level(), "packets": call.rx_packets()}
             for call in self.calls.values()
             if call.role in {"caller", "anna"}
         }
-        self.emit("audio", **heard)
+        caller, anna = heard.get("caller", {}), heard.get("anna", {})
+        text = (
+            f"audio: the caller hears anna (level {caller.get('level')}, {caller.get('packets')}"
+            f" packets), anna hears the caller (level {anna.get('level')})"
+        )
+        self.emit("audio", text, **heard)
 
     def hang_up(self) -> None:
         if self.caller is not None and id(self.caller) in self.calls:
-            self.emit("hangup", role="caller")
+            self.emit("hangup", "caller hangs up", role="caller")
             self.caller.hangup(pj.CallOpParam())
 
     # -- the operator and anna -------------------------------------------------------
@@ -201,14 +210,16 @@ class Peers:
             call.hangup(prm)
         else:
             call.answer(prm)
-        self.emit("reply", role=call.role, code=code, reason=reason, headers=dict(header))
+        said = f"{code} {reason}" + "".join(f", {name}: {value}" for name, value in header)
+        who = "operator" if call.role == "operator" else "anna's mobile"
+        self.emit("reply", f"{who}: {said}", role=call.role, code=code)
 
     def _answer(self, call: _PeerCall) -> None:
         if id(call) in self.calls:
             self._reply(call, 200, "OK")
 
     def play_tone(self, call: _PeerCall) -> None:
-        """Send a tone into the call, and listen to it (needed for its rx level)."""
+        """Send a tone into the call, and listen to what comes back."""
         tone = pj.ToneGenerator()
         tone.createToneGenerator(8000, 1)
         desc = pj.ToneDesc()
@@ -219,7 +230,7 @@ class Peers:
         tone.play(tones, True)
         audio = call.getAudioMedia(-1)
         tone.startTransmit(audio)
-        # The bridge measures a port's rx level only while the port has a listener.
+        # The bridge reads (and measures) a call's audio only while it has a listener.
         audio.startTransmit(self.ep.audDevManager().getPlaybackDevMedia())
         self.tones.append(tone)
 
@@ -237,7 +248,10 @@ class _Account(pj.Account):  # type: ignore[misc]
         call = _PeerCall(self.peers, role, self, prm.callId)
         self.peers.calls[id(call)] = call
         self.peers.pending.append(call)  # answered after the poll returns (module doc)
-        self.peers.emit("invite", role=role, number=number, main=number == MAIN_NUMBER)
+        whose = "its operator" if number == MAIN_NUMBER else "anna's mobile"
+        if role == "operator" and number != MAIN_NUMBER:
+            whose = "an operator that does not know it"
+        self.peers.emit("invite", f"trunk: INVITE for {number} reaches {whose}", role=role)
 
 
 class _PeerCall(pj.Call):  # type: ignore[misc]
@@ -246,10 +260,23 @@ class _PeerCall(pj.Call):  # type: ignore[misc]
         self.peers = peers
         self.role = role
         self.rang = False
+        self.early_media = False
 
-    def rx_level(self) -> int:
+    def _connected_text(self) -> str | None:
+        if self.role != "caller":
+            return None
+        heard = "audio before the answer!" if self.early_media else "ringback, never the operator"
+        return f"caller connected to anna (until then: {heard})"
+
+    def heard_level(self) -> int:
+        """Level (0-255) of the audio that came in from the network.
+
+        pjsua2 names a port's levels from the bridge's side: ``getRxLevel`` is
+        what the bridge sends into the call (our own tone), ``getTxLevel`` what
+        the call transmits into the bridge, i.e. what the far end sent us.
+        """
         try:
-            return int(self.getAudioMedia(-1).getRxLevel())
+            return int(self.getAudioMedia(-1).getTxLevel())
         except pj.Error:
             return 0
 
@@ -265,20 +292,21 @@ class _PeerCall(pj.Call):  # type: ignore[misc]
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_EARLY and self.role == "caller" and not self.rang:
             self.rang = True
-            self.peers.emit("ringback", role=self.role, code=int(info.lastStatusCode))
+            code = int(info.lastStatusCode)
+            self.peers.emit(
+                "ringback", f"caller hears ringback ({code} from the gateway)", role="caller"
+            )
         elif info.state == pj.PJSIP_INV_STATE_CONFIRMED:
-            self.peers.emit("connected", role=self.role)
+            self.peers.emit("connected", self._connected_text(), role=self.role)
             if self.role == "caller":
                 self.peers.on_connected()
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.peers.calls.pop(id(self), None)  # the last reference (module doc)
-            self.peers.emit(
-                "ended",
-                role=self.role,
-                code=int(info.lastStatusCode),
-                reason=str(info.lastReason),
-                seconds=float(info.connectDuration.sec + info.connectDuration.msec / 1000),
-            )
+            talk = info.connectDuration.sec + info.connectDuration.msec / 1000
+            text = f"anna's call ended ({talk:.1f} s of talk)" if self.role == "anna" else None
+            if self.role == "caller" and info.lastStatusCode >= 300:
+                text = f"caller gets {info.lastStatusCode} {info.lastReason} from the gateway"
+            self.peers.emit("ended", text, role=self.role, code=int(info.lastStatusCode))
             if self.role == "caller":
                 self.peers.caller = None
                 self.peers.finished = True
@@ -294,7 +322,9 @@ class _PeerCall(pj.Call):  # type: ignore[misc]
         if not active:
             return
         if info.state == pj.PJSIP_INV_STATE_EARLY and self.role == "caller":
-            self.peers.emit("early_media", role=self.role)  # the gateway must never do this
+            self.early_media = True
+            # The gateway must never connect audio before an answer (DESIGN.md).
+            self.peers.emit("early_media", "caller: audio before anyone answered!", role="caller")
         self.peers.play_tone(self)
 
 
@@ -308,7 +338,7 @@ def main(argv: list[str]) -> int:
         peers.start()
         ok = peers.run()
     except Exception as error:  # noqa: BLE001 - reported to the demo, which explains it
-        peers.emit("error", message=f"{type(error).__name__}: {error}")
+        peers.emit("error", f"far side: {type(error).__name__}: {error}")
         ok = False
     finally:
         peers.stop()

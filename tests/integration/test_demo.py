@@ -1,0 +1,93 @@
+"""``sip-failover demo``: the story a newcomer sees, and a clear failure when it breaks.
+
+The demo runs the real gateway and a pjsua2 far side as processes on loopback;
+these tests need nothing else (no SIPp, no broker, no mail server).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.demo import run_demo
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The demo's rules, except that the office mobile only fails over when busy:
+# an "unassigned" answer then ends the call instead of reaching anna.
+NO_FAILOVER_ON_UNASSIGNED = """\
+version: 1
+targets:
+  office-mobile: {number: "+32470000001"}
+  anna:          {number: "+32480000002"}
+routes:
+  - name: main-line
+    match: {to: "+3225550100"}
+    steps:
+      - ring: office-mobile
+        timeout: 20s
+        failover_on: [busy]
+      - ring: anna
+        timeout: 25s
+"""
+
+
+def _line_with(lines: list[str], *words: str) -> str:
+    found = [line for line in lines if all(word in line for word in words)]
+    assert found, f"no timeline line with {words}:\n" + "\n".join(lines)
+    return found[0]
+
+
+def _time_of(line: str) -> float:
+    return float(line.split(maxsplit=1)[0])
+
+
+def test_demo_command_shows_the_call_failing_over_to_anna_who_talks_with_the_caller() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=45,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    dial = _line_with(lines, "+32470999999 dials +3225550100")
+    rejected = _line_with(lines, "operator: 404 Not Found", "Q.850;cause=1")
+    failover = _line_with(lines, "failover office-mobile -> anna", "unassigned", "404", "cause 1")
+    answered = _line_with(lines, "anna answered")
+    audio = _line_with(lines, "caller hears anna")
+    ended = _line_with(lines, "call ended (answered")
+    # The story reads in the order it happened, from the caller's INVITE on.
+    times = [_time_of(line) for line in (dial, rejected, failover, answered, audio, ended)]
+    assert times == sorted(times)
+    assert times[0] == 0.0
+    assert "level 0," not in audio
+    _line_with(lines, "failover:", "ms from the operator's 404 to anna's INVITE")
+    assert "early" not in done.stdout
+    # --quiet: the timeline only, no introduction.
+    assert "Watch a customer" not in done.stdout
+
+
+def test_demo_fails_loudly_when_the_gateway_does_not_fail_over(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = run_demo(quiet=False, rules=NO_FAILOVER_ON_UNASSIGNED)
+
+    captured = capsys.readouterr()
+    assert code != 0
+    assert "sip-failover demo FAILED" in captured.err
+    assert "the gateway did not fail over on the operator's 404, cause 1" in captured.err
+    # The gateway's own log is shown, so the reason can be read.
+    assert "last lines from the gateway:" in captured.err
+    assert "event call.ended" in captured.err
+    # The timeline still shows what did happen.
+    assert "operator: 404 Not Found" in captured.out
+    assert "caller gets 404" in captured.out
+    assert "failover: " not in captured.out
