@@ -20,11 +20,12 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from gateway.core.admission import Admission
-from gateway.core.rules import Rules, RulesError
+from gateway.core.rules import MODES, Rules, RulesError
 from gateway.health_monitor import HealthMonitor
 from gateway.probes import Prober
 from gateway.registration import Registration
 from gateway.rules_file import load_rules
+from gateway.rules_watch import watch_rules
 from gateway.sip.engine import MAX_LEGS, SipEngine
 from gateway.status.bus import EventBus
 from gateway.status.calllog import CallLog
@@ -112,6 +113,8 @@ class Gateway:
                 ]
                 if self.publisher is not None:
                     services.append(tasks.create_task(self.publisher.run(), name="mqtt.publisher"))
+                watch = watch_rules(self.settings.rules, self.reload_rules)
+                services.append(tasks.create_task(watch, name="rules.watch"))
                 await asyncio.sleep(0)  # let the bus subscribers subscribe first
                 self._rules_loaded(self.rules, None)
                 self.engine.start()
@@ -130,10 +133,15 @@ class Gateway:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     async def _command(self, command: str, payload: bytes) -> None:
-        """A command from MQTT (``<prefix>/cmd/...``)."""
-        del payload
+        """A command from MQTT (``<prefix>/cmd/...``): reload, mode, probe/<target>."""
         if command == "reload":
             self.reload_rules()
+        elif command == "mode":
+            text = payload.decode("utf-8", "replace").strip().lower()
+            if text and text not in MODES:
+                logger.warning("mode {!r} ignored (expected {} or empty)", text, ", ".join(MODES))
+                return
+            self._use_rules(self.rules.with_mode_override(text or None))
         elif command.startswith("probe/") and command[6:] in self.rules.targets:
             await self.monitor.probe_once(command[6:])
         else:
@@ -178,7 +186,13 @@ class Gateway:
         self.stop_requested.set()
 
     def reload_rules(self) -> None:
-        """SIGHUP: load the rules again; a broken file changes nothing."""
+        """SIGHUP, ``cmd/reload``, or the file changed: load the rules again.
+
+        The new file is checked whole before it replaces the running rules in one
+        assignment; calls in progress keep the rules they started on. A broken
+        file changes nothing: its problems are logged and published. A mode set
+        over MQTT stays in force across the reload.
+        """
         try:
             rules = load_rules(self.settings.rules)
         except RulesError as error:
@@ -186,10 +200,19 @@ class Gateway:
                 logger.error("rules not reloaded: {}", problem)
             self._rules_loaded(None, "\n".join(str(p) for p in error.problems))
             return
-        self.rules = rules
-        self.switchboard.rules = rules
+        self._use_rules(rules.with_mode_override(self.rules.mode_override))
         logger.info("rules reloaded from {}", self.settings.rules)
         self._rules_loaded(rules, None)
+
+    def _use_rules(self, rules: Rules) -> None:
+        """Swap in ``rules`` for new calls (calls in progress keep theirs); report the mode."""
+        before = self.rules.active_mode
+        self.rules = rules
+        self.switchboard.rules = rules
+        mode, source = rules.active_mode
+        if (mode, source) != before:
+            logger.info("mode {} (set by {})", mode, source)
+            self.notify("rules.mode", {"mode": mode, "source": source})
 
 
 async def serve(settings: Settings) -> int:
