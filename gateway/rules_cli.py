@@ -1,38 +1,42 @@
 """``check`` and ``explain``: the admin's two questions about a rules file.
 
-``check``: is it right? (one ``file:line: message`` per problem).
-``explain``: what would happen to a call to this number from that caller?
+``check``: is it right? (one ``file:line: message`` per problem, then warnings
+about calls no route takes and routes that can never match).
+``explain``: what would happen to a call to this number from that caller, at
+that time, in that mode, with those targets' health?
 The command line (``gateway.cli``) parses arguments and calls these.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
+from zoneinfo import ZoneInfo
 
 from gateway.core.causes import FAILURES, Outcome
-from gateway.core.rules import (
-    RingAllStep,
-    RingEachStep,
-    RingStep,
-    Rules,
-    RulesError,
-    Step,
-    normalize_number,
-)
+from gateway.core.plan import Plan, PlanStep, RingPlan, plan_steps
+from gateway.core.rules import Route, Rules, RulesError, normalize_number
+from gateway.core.schedule import describe_schedule, sample_times
 from gateway.rules_file import load_rules
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import Mapping
     from pathlib import Path
 
 EXIT_OK = 0
 EXIT_NO_ROUTE = 1  # the gateway would refuse the call (404)
 EXIT_BAD_RULES = 2  # the rules file has problems: explain cannot answer
+SAMPLE_STEP = timedelta(minutes=15)
+UNKNOWN_CALLER = "+10000000000"
 
 
-def check(paths: list[Path], out: TextIO) -> int:
-    """Check rules files; print each problem as ``file:line: message``.
+def check(paths: list[Path], out: TextIO, at: datetime | None = None) -> int:
+    """Check rules files; print each problem as ``file:line: message``, then warnings.
+
+    Warnings (``file: warning: ...``) do not fail the check: calls that no route
+    takes, routes that never match in a sample week from ``at`` (default: now),
+    schedules that are never open, a mode other than normal.
 
     Returns:
         0 when every file is right, 1 when any has a problem.
@@ -48,6 +52,8 @@ def check(paths: list[Path], out: TextIO) -> int:
             continue
         print(f"{path}: ok ({_count(len(rules.routes), 'route')}, "
               f"{_count(len(rules.targets), 'target')})", file=out)  # fmt: skip
+        for warning in warnings(rules, at or datetime.now(UTC)):
+            print(f"{path}: warning: {warning}", file=out)
     return 1 if failed else 0
 
 
@@ -55,8 +61,60 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def warnings(rules: Rules, at: datetime) -> list[str]:
+    """What is allowed but probably not meant, in the admin's words."""
+    found = [f"schedule '{name}' has no opening hours: it is never open"
+             for name, schedule in rules.schedules.items() if not any(schedule.days)]  # fmt: skip
+    found += [f"no route takes every call to {n} (none without from, when or unless): "
+              "the calls no route takes are refused with 404"
+              for n in sorted(rules.public_numbers()) if not _caught(rules, n)]  # fmt: skip
+    used = _routes_used(rules, at)
+    found += [f"route '{r.name}' never matches: routes above it take all its calls "
+              "(tried every 15 minutes for a week, with the callers the rules name)"
+              for r in rules.routes if r.name not in used]  # fmt: skip
+    if rules.mode != "normal":
+        found.append(f"mode is {rules.mode}: {MODE_WORDS[rules.mode]}")
+    return found
+
+
+def _caught(rules: Rules, number: str) -> bool:
+    return any(r.match.catches_all and number in r.match.to for r in rules.routes)
+
+
+def _routes_used(rules: Rules, at: datetime) -> set[str]:
+    zone = ZoneInfo(rules.timezone)
+    monday = at.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    monday -= timedelta(days=monday.weekday())
+    times = sample_times(monday, rules.schedules.values(), SAMPLE_STEP)
+    patterns = {p for r in rules.routes for p in r.match.from_}
+    callers = {None, UNKNOWN_CALLER} | {p.rstrip("*") + ("123456" if p.endswith("*") else "")
+                                        for p in patterns if p != "anonymous"}  # fmt: skip
+    used = set()
+    for number in rules.public_numbers():
+        for caller in callers:
+            for time in times:
+                route = rules.route_for(number, caller, time)
+                if route is not None:
+                    used.add(route.name)
+    return used
+
+
+MODE_WORDS = {
+    "normal": "every step as written",
+    "force-backup": "the main line is left out of every route",
+    "closed": "calls go straight to voicemail (refused when the route has none)",
+}
+
+
 def explain(  # noqa: PLR0913, PLR0917 - the command line's contract: one argument per option
-    path: Path, to: str, from_: str | None, at: datetime | None, as_json: bool, out: TextIO
+    path: Path,
+    to: str,
+    from_: str | None,
+    at: datetime | None,
+    as_json: bool,
+    out: TextIO,
+    health: Mapping[str, str] | None = None,
+    mode: str | None = None,
 ) -> int:
     """Say which route and steps a call would take, in words or as JSON.
 
@@ -64,9 +122,11 @@ def explain(  # noqa: PLR0913, PLR0917 - the command line's contract: one argume
         path: the rules file.
         to: the called number.
         from_: the caller's number, None when withheld.
-        at: when the call happens (echoed; no rule depends on time yet).
+        at: when the call happens; naive means in the rules' time zone; None: now.
         as_json: print JSON instead of words.
         out: where to print.
+        health: target name -> health state (``up``, ``down``, ``unassigned``...).
+        mode: a mode as if set over MQTT (wins over the file's); None: the file's.
 
     Returns:
         0 when a route takes the call, 1 when none does (the gateway answers 404),
@@ -78,52 +138,100 @@ def explain(  # noqa: PLR0913, PLR0917 - the command line's contract: one argume
         for problem in error.problems:
             print(problem, file=out)
         return EXIT_BAD_RULES
-    report = explanation(rules, to, from_, at)
+    if mode:
+        rules = rules.with_mode_override(mode)  # type: ignore[arg-type] # checked by argparse
+    when = at or datetime.now(UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=ZoneInfo(rules.timezone))
+    report = explanation(rules, to, from_, when, health)
     print(json.dumps(report, indent=2) if as_json else report["text"], file=out)
     return EXIT_OK if report["route"] is not None else EXIT_NO_ROUTE
 
 
-def explanation(rules: Rules, to: str, from_: str | None, at: datetime | None) -> dict[str, Any]:
+def explanation(
+    rules: Rules,
+    to: str,
+    from_: str | None,
+    at: datetime,
+    health: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """What happens to a call, as a JSON-ready dict; ``text`` says it in words."""
-    route = rules.route_for(to, from_)
-    call = {"to": to, "from": from_, "at": at.isoformat() if at else None}
+    local = at.astimezone(ZoneInfo(rules.timezone))
+    mode, source = rules.active_mode
+    call = {"to": to, "from": from_, "at": local.isoformat(), "mode": mode, "mode_source": source,
+            "health": dict(health or {})}  # fmt: skip
+    intro = f"at {local:%a %Y-%m-%d %H:%M} ({rules.timezone}), mode {mode} (from {source})"
+    route = rules.route_for(to, from_, at)
+    schedules = {name: rules.is_open(name, at) for name in rules.schedules}
     if route is None:
-        return {**call, "route": None, "steps": [], "text": _refusal(rules, to, from_)}
-    steps = [_step_dict(rules, step) for step in route.steps]
-    words = "; ".join(f"{i}. {_step_words(rules, step)}" for i, step in enumerate(route.steps, 1))
-    text = f"{f'at {at.isoformat()}: ' if at else ''}route {route.name}: {words}"
-    if route.steps[-1].kind != "voicemail":
-        text += "; then the call is refused"
-    return {**call, "route": route.name, "steps": steps, "text": text}
+        text = f"{intro}: {_refusal(rules, to, from_)}"
+        return {**call, "schedules": schedules, "route": None, "steps": [], "text": text}
+    plan = plan_steps(route.name, tuple(route.steps), rules.targets, health,
+                      mode=mode, main=rules.main_line(route))  # fmt: skip
+    words = "; ".join(f"{i}. {_step_words(step)}" for i, step in enumerate(plan.steps, 1))
+    text = f"{intro}: route {route.name}{_why(rules, route, schedules)}: {words or 'no step'}"
+    text += _left_out(rules, route, plan)
+    if not plan.steps or plan.steps[-1].kind != "voicemail":
+        text += f"; then the call is refused{' (480)' if mode == 'closed' else ''}"
+    steps = [_step_dict(step) for step in plan.steps]
+    return {**call, "schedules": schedules, "route": route.name, "steps": steps, "text": text}
+
+
+def _why(rules: Rules, route: Route, schedules: Mapping[str, bool]) -> str:
+    reasons = []
+    if route.match.from_:
+        reasons.append(f"caller matches {', '.join(route.match.from_)}")
+    for key, name in (("when", route.match.when), ("unless", route.match.unless)):
+        if name is not None:
+            state = "open" if schedules[name] else "closed"
+            hours = describe_schedule(rules.schedules[name])
+            reasons.append(f"{key} {name} ({hours}) is {state}")
+    return f" ({'; '.join(reasons)})" if reasons else ""
+
+
+def _left_out(rules: Rules, route: Route, plan: Plan) -> str:
+    planned = {n for step in plan.steps for n in step.names}
+    skipped = {n for step in plan.steps if isinstance(step, RingPlan) for n in step.skipped}
+    written = [n for step in route.steps for n in step.names]
+    notes = []
+    for name in dict.fromkeys(written):
+        if name in planned:
+            continue
+        if name in skipped or plan.mode == "normal":
+            notes.append(f"{name} left out (health down or unassigned)")
+        elif plan.mode == "force-backup" and name in rules.main_line(route):
+            notes.append(f"{name} left out (main line, mode force-backup)")
+        else:
+            notes.append(f"{name} left out (mode {plan.mode})")
+    return f"; {'; '.join(notes)}" if notes else ""
 
 
 def _refusal(rules: Rules, to: str, from_: str | None) -> str:
     if normalize_number(to) not in rules.public_numbers():
         numbers = ", ".join(sorted(rules.public_numbers()))
         return f"no route: {to} is not a public number here ({numbers}); refused with 404"
-    return f"no route for a call to {to} from {from_ or 'anonymous'}; refused with 404"
+    return f"no route for a call to {to} from {from_ or 'anonymous'} now; refused with 404"
 
 
-def _step_dict(rules: Rules, step: Step) -> dict[str, Any]:
-    if not isinstance(step, RingStep | RingAllStep | RingEachStep):
-        return {"kind": step.kind, "box": step.voicemail}
-    targets = [{"name": name, "address": rules.target(name).address} for name in step.names]
+def _step_dict(step: PlanStep) -> dict[str, Any]:
+    if not isinstance(step, RingPlan):
+        return {"kind": step.kind, "box": step.box}
     return {
         "kind": step.kind,
-        "targets": targets,
+        "targets": [{"name": t.name, "address": t.label} for t in step.targets],
         "timeout": step.timeout,
         "early_media_timeout": step.early_media_timeout,
         "failover_on": [o.value for o in Outcome if o in step.failover_on],
+        "skipped": list(step.skipped),
     }
 
 
-def _step_words(rules: Rules, step: Step) -> str:
-    if not isinstance(step, RingStep | RingAllStep | RingEachStep):
-        return f"voicemail {step.voicemail}"
-    names = [f"{name} ({rules.target(name).address})" for name in step.names]
-    if isinstance(step, RingAllStep):
+def _step_words(step: PlanStep) -> str:
+    if not isinstance(step, RingPlan):
+        return f"voicemail {step.box}"
+    names = [f"{t.name} ({t.label})" for t in step.targets]
+    if step.kind == "ring_all":
         words = f"ring {_and(names)} at once for {_seconds(step.timeout)}"
-    elif isinstance(step, RingEachStep):
+    elif step.kind == "ring_each":
         words = f"ring {', then '.join(names)}, {_seconds(step.timeout)} each"
     else:
         words = f"ring {names[0]} for {_seconds(step.timeout)}"

@@ -196,12 +196,17 @@ def _hhmm(second: int) -> str:
 
 
 def describe_schedule(schedule: Schedule) -> str:
-    """``mon 08:30-12:00, 13:30-18:00; sat 09:00-12:00; closed 2026-12-25``."""
-    parts = [
-        f"{DAYS[day]} {', '.join(map(str, ranges))}"
-        for day, ranges in enumerate(schedule.days)
-        if ranges
-    ]
+    """``mon-fri 08:30-12:00, 13:30-18:00; sat 09:00-12:00; closed 2026-12-25``."""
+    parts: list[str] = []
+    day = 0
+    while day < len(DAYS):
+        last = day
+        while last + 1 < len(DAYS) and schedule.days[last + 1] == schedule.days[day]:
+            last += 1
+        if schedule.days[day]:
+            days = DAYS[day] if last == day else f"{DAYS[day]}-{DAYS[last]}"
+            parts.append(f"{days} {', '.join(map(str, schedule.days[day]))}")
+        day = last + 1
     parts += [f"closed {a}" if a == b else f"closed {a}..{b}" for a, b in schedule.closed]
     return "; ".join(parts) or "never open"
 

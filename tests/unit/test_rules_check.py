@@ -106,10 +106,11 @@ def run_explain(path: Path, to: str, from_: str | None = None, *, as_json: bool 
 
 
 def test_explain_says_the_route_in_words() -> None:
-    code, text = run_explain(EXAMPLE, "+32 2 555 01 00", "+32470999999")
+    at = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+    code, text = run_explain(EXAMPLE, "+32 2 555 01 00", "+32470999999", at=at)
     assert code == 0
     assert text.strip() == (
-        "route main-line: "
+        "at Mon 2026-05-04 11:30 (Europe/Brussels), mode normal (from file): route main-line: "
         "1. ring office-mobile (+32470000001) for 20s, "
         "fail over on unassigned, busy, no_answer, unreachable; "
         "2. ring anna (+32480000002) and desk (sip:desk@192.0.2.10) at once for 25s; "
@@ -123,17 +124,19 @@ def test_explain_json_has_the_same_content() -> None:
     assert code == 0
     report = json.loads(text)
     assert report["route"] == "main-line"
-    assert report["at"] == "2026-05-04T09:30:00+00:00"
+    assert report["at"] == "2026-05-04T11:30:00+02:00"
+    assert (report["mode"], report["mode_source"]) == ("normal", "file")
     assert [step["kind"] for step in report["steps"]] == ["ring", "ring_all", "voicemail"]
     first, second, last = report["steps"]
     assert first["targets"] == [{"name": "office-mobile", "address": "+32470000001"}]
+    assert first["skipped"] == []
     assert first["timeout"] == 20.0
     assert first["failover_on"] == ["unassigned", "busy", "no_answer", "unreachable"]
     assert second["timeout"] == 25.0
     assert second["early_media_timeout"] == 8.0
     assert [t["name"] for t in second["targets"]] == ["anna", "desk"]
     assert last == {"kind": "voicemail", "box": "main"}
-    assert report["text"].startswith("at 2026-05-04T09:30:00+00:00: route main-line: 1. ring")
+    assert "route main-line: 1. ring" in report["text"]
 
 
 def test_explain_without_a_route_exits_1_and_says_the_call_is_refused() -> None:
