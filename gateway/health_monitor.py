@@ -167,13 +167,13 @@ def _policy(config: Any) -> HealthPolicy:
 
 
 def _every(config: Any) -> float:
-    return float(getattr(config, "every", 900.0))
+    interval = getattr(config, "interval", None)
+    return float(interval) if interval else 900.0
 
 
 def _schedule(rules: Any, config: Any) -> ProbeSchedule:
     only = getattr(config, "only", None)
     is_open: Callable[[datetime], bool] | None = None
     if only:
-        schedule = rules.schedules[only]
-        is_open = getattr(schedule, "is_open", None)
+        is_open = lambda wall: bool(rules.is_open(only, wall))  # noqa: E731
     return ProbeSchedule(every=_every(config), only=is_open)
