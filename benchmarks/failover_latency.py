@@ -99,8 +99,8 @@ def idle_footprint(pid: int, seconds: float) -> dict[str, float]:
     before, start = cpu(), time.monotonic()
     time.sleep(seconds)
     used, elapsed = cpu() - before, time.monotonic() - start
-    rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                  if line.startswith("VmRSS:"))  # fmt: skip
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     return {"idle_cpu_percent": round(100 * used / elapsed, 2), "idle_rss_mb": round(rss_kb / 1024, 1),
             "idle_seconds": round(elapsed, 1)}  # fmt: skip
 
@@ -140,6 +140,8 @@ def main() -> int:
         dump.wait(10)
     footprint = idle_footprint(gateway.process.pid, args.idle) if gateway.process else {}
     code = gateway.stop()
+    main.stop()
+    backup.stop()
     found = latencies(read_pcap(pcap), gateway.port, main_port, backup_port)
     ms = [value * 1000 for value in found]
     report = {
