@@ -101,8 +101,11 @@ def idle_footprint(pid: int, seconds: float) -> dict[str, float]:
     used, elapsed = cpu() - before, time.monotonic() - start
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-    return {"idle_cpu_percent": round(100 * used / elapsed, 2), "idle_rss_mb": round(rss_kb / 1024, 1),
-            "idle_seconds": round(elapsed, 1)}  # fmt: skip
+    return {
+        "idle_cpu_percent": round(100 * used / elapsed, 2),
+        "idle_rss_mb": round(rss_kb / 1024, 1),
+        "idle_seconds": round(elapsed, 1),
+    }
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -146,7 +149,7 @@ def main() -> int:
     ms = [value * 1000 for value in found]
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.python_version()}",
         "calls": args.calls, "calls_successful": result.successful, "failovers_measured": len(ms),
         "failover_404_to_invite_ms": {
             "p50": round(statistics.median(ms), 3), "p99": round(percentile(ms, 99), 3),
