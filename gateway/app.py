@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
+from gateway import systemd
 from gateway.core.admission import Admission
 from gateway.core.rules import MODES, Rules, RulesError
 from gateway.health_monitor import HealthMonitor
@@ -126,6 +127,7 @@ class Gateway:
                 self.registration.start()
                 logger.info("ready listen={} sources={} legs={}", self.engine.listen,
                             ",".join(sorted(self.admission.sources)), MAX_LEGS)  # fmt: skip
+                systemd.notify("READY=1")
                 await self._pump_until_stopped()
                 for service in services:
                     service.cancel()
@@ -164,10 +166,18 @@ class Gateway:
             self.publisher.set_targets(rules.targets)
 
     async def _pump_until_stopped(self) -> None:
+        # The watchdog is fed from the pump itself: if polling stops, no call
+        # gets through, and systemd should restart the gateway.
+        watchdog = systemd.watchdog_interval()
+        fed = self.loop.time()
         while not self.stop_requested.is_set():
             self.switchboard.pump()
+            if watchdog is not None and self.loop.time() - fed >= watchdog:
+                systemd.notify("WATCHDOG=1")
+                fed = self.loop.time()
             busy = self.switchboard.active_calls or self.engine.legs_in_use()
             await asyncio.sleep(POLL_BUSY if busy else POLL_IDLE)
+        systemd.notify("STOPPING=1")
         await self._shutdown()
 
     async def _shutdown(self) -> None:
