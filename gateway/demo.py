@@ -1,17 +1,13 @@
 """``sip-failover demo``: the outage this gateway exists for, replayed on loopback.
 
-The business's main number is a mobile whose operator lost it: callers get
-"unassigned" (``404`` with ``Reason: Q.850;cause=1``). The demo starts the
-real gateway (``python -m gateway run``) on a free loopback port with the
-rules in ``demo_rules.yaml``, and a far side in another process
-(``gateway.demo_peers``) that plays the trunk: the operator answering 404,
-the backup mobile "anna", and a customer calling the public number. It prints
-the call's timeline as it happens, times relative to the customer's INVITE,
-then checks the story: failover on "unassigned", anna answered, audio both
-ways, the call ended, and the gateway stopped cleanly on SIGTERM.
-
-Every process is started and ended here, whatever happens; nothing outside a
-temporary folder is written and nothing outside 127.0.0.1 is touched.
+The main number is a mobile whose operator lost it: callers get "unassigned"
+(``404``, ``Reason: Q.850;cause=1``). The real gateway (``python -m gateway
+run``, rules in ``demo_rules.yaml``) and a far side (``gateway.demo_peers``:
+the operator, anna's backup mobile, a customer) run as processes on free
+loopback ports. The call's timeline is printed as it happens, then the story
+is checked: failover on "unassigned", anna answered, audio both ways, the
+call ended, the gateway stopped cleanly. Every process is ended here, come
+what may; nothing outside a temporary folder is written.
 """
 
 from __future__ import annotations
@@ -60,8 +56,9 @@ _GATEWAY_TEXT = {
         "failover {from} -> {to} ({outcome}, {sip_code}, cause {q850})",
         "reply:operator",
     ),
-    "call.answered": ("{target} answered; caller and {target} bridged", "reply:anna:200"),
+    "call.leg": ("{target} answered; connecting the caller to {target}", "reply:anna:200"),
     "call.ended": ("call ended ({result}, {duration:.1f} s in all)", "hangup:caller"),
+    "target.health": ("{target} is now {state} ({evidence[text]}), says its health", None),
 }
 
 
@@ -85,19 +82,21 @@ class Story:
             self.facts["ready"] = at
         if message.startswith("event "):
             kind, _, data = message.removeprefix("event ").partition(" ")
-            self._gateway_event(at, kind, json.loads(data))
-            text, cause = _GATEWAY_TEXT.get(kind, ("", None))
-            return (at, "gateway: " + text.format(**self.facts[kind]), cause) if text else None
+            if not self._gateway_event(at, kind, json.loads(data)):
+                return None
+            text, cause = _GATEWAY_TEXT[kind]
+            return at, "gateway: " + text.format(**self.facts[kind]), cause
         ringing = _RINGING.match(message)
         if ringing:  # logged just before the INVITE goes out
             self.facts.setdefault("ring_at", {})[ringing[1]] = at
             text = f"gateway: step {self.step + 1}: ring {ringing[1]} {ringing[2]}"
             return at, text, "dial:None" if self.step == 0 else "reply:operator"
-        if level in {"WARNING", "ERROR", "CRITICAL"}:
-            return at, f"gateway {level}: {message}", None
+        if level in {"ERROR", "CRITICAL"}:  # warnings are in the log tail when it fails
+            return at, f"gateway {level.lower()}: {message}", None
         return None
 
-    def _gateway_event(self, at: float, kind: str, data: dict[str, Any]) -> None:
+    def _gateway_event(self, at: float, kind: str, data: dict[str, Any]) -> bool:
+        """Note a status event; whether the timeline shows it."""
         if kind == "call.step":
             self.step = int(data["step"])
         elif kind == "call.leg":
@@ -105,6 +104,10 @@ class Story:
         elif kind == "call.failover":
             data = data | {"from": " + ".join(data["from"]), "to": " + ".join(data["to"] or ["-"])}
         self.facts[kind] = data
+        if kind == "call.leg":  # the failed one is told by the failover
+            return bool(data["outcome"] == "answered")
+        # A health without evidence is the start-up "unknown", before any call.
+        return kind in _GATEWAY_TEXT and bool(data.get("evidence", True))
 
     def peer_event(self, event: dict[str, Any]) -> str | None:
         """One JSON event of the far side (gateway/demo_peers.py): its timeline text."""
@@ -128,7 +131,9 @@ class Story:
         """The first thing that did not happen as it should, in the user's words."""
         f = self.facts
         failover = f.get("call.failover") or {}
-        audio = f.get("audio:None") or {}
+        caller_heard, anna_heard = (
+            _heard(f.get("audio:None") or {}, w) for w in ("caller", "anna")
+        )
         ended = f.get("call.ended") or {}
         no_failover = "the gateway did not fail over on the operator's 404, cause 1 (it said: {})"
         no_failover = no_failover.format(json.dumps(failover) if failover else "nothing")
@@ -142,21 +147,18 @@ class Story:
             (f.get("call.answered", {}).get("target") == "anna", "anna never answered"),
             ("connected:caller" in f, "the caller was never connected"),
             ("early_media:caller" not in f, "the caller was sent audio before anyone answered"),
-            (_heard(audio, "caller"), f"the caller did not hear anna {_levels(audio, 'caller')}"),
-            (_heard(audio, "anna"), f"anna did not hear the caller {_levels(audio, 'anna')}"),
+            (caller_heard[0], f"the caller did not hear anna {caller_heard[1]}"),
+            (anna_heard[0], f"anna did not hear the caller {anna_heard[1]}"),
             (ended.get("result") == "answered", f"the call did not end as answered ({ended})"),
         ]
         # The story is a chain: the first broken link is the one to read about.
         return [message for ok, message in checks if not ok][:1]
 
 
-def _heard(audio: dict[str, Any], who: str) -> bool:
-    return bool((audio.get(who) or {}).get("level", 0) > 0)
-
-
-def _levels(audio: dict[str, Any], who: str) -> str:
+def _heard(audio: dict[str, Any], who: str) -> tuple[bool, str]:
     side = audio.get(who) or {}
-    return f"(audio level {side.get('level', '-')} in {side.get('packets', '-')} packets)"
+    level, packets = side.get("level", 0), side.get("packets", 0)
+    return level > 0, f"(audio level {level} in {packets} packets)"
 
 
 class Timeline:
@@ -180,9 +182,8 @@ class Timeline:
         self.quiet_since = time.monotonic()
 
     def flush(self, *, force: bool = False) -> None:
-        if not force and (self.story.t0 is None or time.monotonic() - self.quiet_since < HOLD_S):
-            return
-        if not self.pending:
+        waiting = self.story.t0 is None or time.monotonic() - self.quiet_since < HOLD_S
+        if not self.pending or (waiting and not force):
             return
         entries = sorted((self._when(at, cause), text) for at, text, cause in self.pending)
         t0 = self.story.t0 if self.story.t0 is not None else entries[0][0]
@@ -221,6 +222,7 @@ def _child_env(tmp: Path, sip_port: int, trunk_port: int) -> dict[str, str]:
         "SIP_FAILOVER_RULES": str(tmp / "rules.yaml"),
         "SIP_FAILOVER_STATE_DIR": str(tmp / "state"),
         "SIP_FAILOVER_LOG_LEVEL": "INFO",
+        "SIP_FAILOVER_SHUTDOWN_GRACE": "1",  # cut short (Ctrl-C), the call is not waited for
     }
 
 
@@ -308,19 +310,17 @@ def _play(run: Run, rules: str, say: Callable[[str], None]) -> int:
     (run.tmp / "rules.yaml").write_text(rules, encoding="utf-8")
     env = _child_env(run.tmp, sip_port, trunk_port)
     gateway = run.spawn(["-m", "gateway", "run"], env, "gateway")
-    run.take_until(
-        lambda: "ready" in run.story.facts or "gateway" in run.closed, READY_LIMIT_S, "ready"
-    )
-    if "ready" not in run.story.facts:
+    facts = run.story.facts
+    run.take_until(lambda: "ready" in facts or "gateway" in run.closed, READY_LIMIT_S, "ready")
+    if "ready" not in facts:
         raise DemoError(f"the gateway did not start (exit {gateway.wait(STOP_LIMIT_S)})")
     say(f"gateway  127.0.0.1:{sip_port}  rings office-mobile {MAIN_NUMBER}, then anna")
     say(f"trunk    127.0.0.1:{trunk_port}  plays its operator, anna's mobile and a customer\n")
     peers_args = ["-m", "gateway.demo_peers", str(trunk_port), f"127.0.0.1:{sip_port}"]
     peers = run.spawn(peers_args, env, "peers")
+    call_over = {"call.ended", "ended:caller"}
     run.take_until(
-        lambda: "peers" in run.closed or {"call.ended", "ended:caller"} <= run.story.facts.keys(),
-        CALL_LIMIT_S,
-        "the whole call",
+        lambda: "peers" in run.closed or call_over <= facts.keys(), CALL_LIMIT_S, "the call"
     )
     gateway.send_signal(signal.SIGTERM)
     run.take_until(lambda: len(run.closed) == 3, STOP_LIMIT_S, "the gateway's shutdown")
