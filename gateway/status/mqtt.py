@@ -36,9 +36,16 @@ if TYPE_CHECKING:
 STATE_QUEUE_MIN = 1000
 
 
+RECONNECT_CAP = 10.0
+
+
 def backoff_delay(attempt: int, cap: float) -> float:
-    """Jittered, capped delay before reconnect ``attempt`` (1-based), as aiomqtt does."""
-    return min(cap, random.uniform(0, 1.5 ** min(10, attempt)))  # noqa: S311 - jitter, not crypto
+    """Jittered, capped delay before reconnect ``attempt`` (1-based), as aiomqtt does.
+
+    The cap bounds the window the jitter is drawn from ("full jitter"), so
+    long outages still spread retries instead of piling them all on the cap.
+    """
+    return random.uniform(0, min(cap, 1.5 ** min(10, attempt)))  # noqa: S311 - jitter, not crypto
 
 
 class MqttPublisher:
@@ -52,7 +59,7 @@ class MqttPublisher:
         on_command: Callable[[str, bytes], Awaitable[None]] | None = None,
         *,
         discovery_prefix: str = DISCOVERY_PREFIX,
-        reconnect_cap: float = 60.0,
+        reconnect_cap: float = RECONNECT_CAP,
         timeout: float = 10.0,
     ) -> None:
         """Prepare the publisher; it subscribes to the bus at once.
