@@ -1,11 +1,11 @@
-"""The ``sip-failover`` command: run · demo · check · explain."""
+"""The ``sip-failover`` command: run · demo · check · explain · calls · status."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvloop
@@ -30,6 +30,18 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--from", dest="from_", help="the caller's number")
     explain.add_argument("--at", type=datetime.fromisoformat, help="ISO time of the call")
     explain.add_argument("--json", action="store_true", help="JSON for scripts")
+    calls = sub.add_parser("calls", help="the call log (SIP_FAILOVER_STATE_DIR/calls.sqlite3)")
+    calls.add_argument("--since", help="only calls since: 24h, 7d, 30m, 2w or an ISO time")
+    calls.add_argument(
+        "--missed",
+        action="store_true",
+        help="the call-back list: whom nobody spoke to, newest first",
+    )
+    status = sub.add_parser("status", help="the running gateway's live state")
+    status.add_argument("--json", action="store_true", help="the status file as it is")
+    probe = sub.add_parser("probe", help="probe one target now and print what the network says")
+    probe.add_argument("target", help="a target name from the rules")
+    probe.add_argument("--kind", choices=["call", "options"], help="default: the rules' probe")
     return parser
 
 
@@ -48,7 +60,26 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.demo import run_demo  # noqa: PLC0415
 
         return run_demo(quiet=args.quiet)
+    if args.command == "probe":
+        from gateway.probe_cli import probe  # noqa: PLC0415 - pjsua only for this command
+
+        return probe(args.target, args.kind, sys.stdout, sys.stderr)
+    if args.command in {"calls", "status"}:
+        return _read_state(args)
     return _run()
+
+
+def _read_state(args: argparse.Namespace) -> int:
+    """``calls`` and ``status``: read the state folder of the gateway's settings."""
+    from gateway.config import Settings  # noqa: PLC0415 - keep pjsua out of reading commands
+    from gateway.status import commands  # noqa: PLC0415
+
+    state_dir = Settings().state_dir
+    now = datetime.now(UTC)
+    if args.command == "calls":
+        return commands.calls(state_dir, args.since, missed=args.missed, now=now,
+                              out=sys.stdout, err=sys.stderr)  # fmt: skip
+    return commands.status(state_dir, as_json=args.json, now=now, out=sys.stdout, err=sys.stderr)
 
 
 def _run() -> int:

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from loguru import logger
 
@@ -120,14 +121,23 @@ def _dt(value: float) -> datetime:
 class CallLog:
     """The call log database; safe to share between the loop and one writer thread."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
         """Open (and create) the log.
 
         Args:
             path: SQLite file, or ``":memory:"``.
+            read_only: Only read an existing log (``sip-failover calls``, also
+                while the gateway writes to it: WAL readers never block it).
+
+        Raises:
+            sqlite3.OperationalError: ``read_only`` and there is no such log.
         """
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
         self._lock = threading.Lock()
+        if read_only:
+            uri = f"file:{quote(str(path))}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            return
+        self._db = sqlite3.connect(str(path), check_same_thread=False)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: an application crash loses nothing; a power cut at
@@ -358,3 +368,22 @@ def _path(record: CallRecord) -> str:
     if record.voicemail_id:
         parts.append("voicemail")
     return " > ".join(parts)
+
+
+def format_missed(missed: Iterable[MissedCaller], tz: tzinfo | None = None) -> str:
+    """The call-back list as a plain-text table for ``sip-failover calls --missed``.
+
+    Args:
+        missed: Callers owed a call back, in the order to show them.
+        tz: Time zone for the time columns; the machine's local zone if None.
+    """
+    header = ("caller", "attempts", "last attempt", "first attempt", "last result", "voicemail")
+    rows = [header]
+    for m in missed:
+        first, last = (t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+                       for t in (m.first_attempt, m.last_attempt))  # fmt: skip
+        rows.append((m.caller or "(anonymous)", str(m.attempts), last, first, m.last_result,
+                     " ".join(m.voicemail_ids)))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
