@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 if typing.TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -61,12 +62,20 @@ def load_tree(text: str, source: str) -> object:
     """Parse YAML text into a round-trip tree (mappings and sequences know their lines).
 
     Raises:
-        RulesError: on a syntax error, a duplicate key or a tab in the indentation.
+        RulesError: on a syntax error, a duplicate key, a tab in the indentation
+            or a control character.
     """
     try:
         return YAML(typ="rt").load(text)
     except MarkedYAMLError as error:
-        raise RulesError([_yaml_problem(error, source)]) from None
+        problem = _yaml_problem(error, source)
+        # "end of stream" is marked after the last line break: name the last line.
+        last = max(1, len(text.splitlines()))
+        raise RulesError([Problem(source, min(problem.line, last), problem.message)]) from None
+    except ReaderError as error:  # a control character: the reader stops before parsing
+        line = text.count("\n", 0, max(0, error.position)) + 1
+        message = f"(top): character #x{error.character:04x} is not allowed in a YAML file"
+        raise RulesError([Problem(source, line, message)]) from None
 
 
 def _yaml_problem(error: MarkedYAMLError, source: str) -> Problem:
