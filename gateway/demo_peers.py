@@ -47,6 +47,7 @@ LISTEN_AFTER_S = 0.8  # connected this long before the audio is judged
 RUN_LIMIT_S = 20.0  # the whole far side gives up after this long
 UNASSIGNED_REASON = 'Q.850;cause=1;text="Unallocated number"'
 _CALLER_TONE_HZ, _ANNA_TONE_HZ = 440, 660
+_WHOSE = {MAIN_NUMBER: "its operator", ANNA_NUMBER: "anna's mobile"}
 
 
 def _guarded(func: Callable[..., None]) -> Callable[..., None]:
@@ -120,11 +121,12 @@ class Peers:
             self.ep.libHandleEvents(5)
             self._answer_pending()
             self._run_timers()
-        if self.calls:
-            text = f"far side: gave up after {RUN_LIMIT_S:.0f} s, {len(self.calls)} call(s) open"
-            self.emit("timeout", text)
-            self._hang_up_everything()
-        return self.finished
+        if not self.calls:
+            return self.finished
+        text = f"far side: gave up after {RUN_LIMIT_S:.0f} s, {len(self.calls)} call(s) open"
+        self.emit("timeout", text)
+        self._hang_up_everything()
+        return False
 
     def stop(self) -> None:
         # Every Call and conference port must be gone before the library is:
@@ -137,7 +139,8 @@ class Peers:
         gc.collect()
         if self.account is not None:
             self.account.shutdown()
-        self.ep.libDestroy()
+        with contextlib.suppress(pj.Error):
+            self.ep.libDestroy()
 
     def _hang_up_everything(self) -> None:
         for call in list(self.calls.values()):
@@ -193,9 +196,12 @@ class Peers:
     def _answer_pending(self) -> None:
         calls, self.pending = self.pending, []
         for call in calls:
+            if id(call) not in self.calls:  # already gone (CANCEL crossed the poll)
+                continue
             if call.role == "anna":
                 self._reply(call, 180, "Ringing")
-                self.after(ANNA_ANSWERS_AFTER_S, functools.partial(self._answer, call))
+                # By key: a timer must not hold a Call past DISCONNECTED (module doc).
+                self.after(ANNA_ANSWERS_AFTER_S, functools.partial(self._answer, id(call)))
             else:  # the lost number, or anything else: this operator knows nothing more
                 self._reply(call, 404, "Not Found", ("Reason", UNASSIGNED_REASON))
 
@@ -214,8 +220,9 @@ class Peers:
         who = "operator" if call.role == "operator" else "anna's mobile"
         self.emit("reply", f"{who}: {said}", role=call.role, code=code)
 
-    def _answer(self, call: _PeerCall) -> None:
-        if id(call) in self.calls:
+    def _answer(self, key: int) -> None:
+        call = self.calls.get(key)
+        if call is not None:
             self._reply(call, 200, "OK")
 
     def play_tone(self, call: _PeerCall) -> None:
@@ -248,9 +255,7 @@ class _Account(pj.Account):  # type: ignore[misc]
         call = _PeerCall(self.peers, role, self, prm.callId)
         self.peers.calls[id(call)] = call
         self.peers.pending.append(call)  # answered after the poll returns (module doc)
-        whose = "its operator" if number == MAIN_NUMBER else "anna's mobile"
-        if role == "operator" and number != MAIN_NUMBER:
-            whose = "an operator that does not know it"
+        whose = _WHOSE.get(number, "an operator that does not know it")
         self.peers.emit("invite", f"trunk: INVITE for {number} reaches {whose}", role=role)
 
 
