@@ -20,6 +20,7 @@ from loguru import logger
 
 from gateway.core.causes import Outcome
 from gateway.core.health import (
+    DEAD,
     AlertCoalescer,
     Evidence,
     HealthBoard,
@@ -33,12 +34,13 @@ from gateway.core.plan import dial_of
 from gateway.core.probing import ProbeSchedule, ProbeScheduler
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from gateway.probes import Prober
 
 IDLE_WAKE = 60.0  # seconds between looks when nothing is scheduled
 BUSY_RETRY = 30.0  # a call probe that found no free leg is tried again this soon
+DEFAULT_EARLY_MEDIA = 8.0  # seconds a call probe listens to early media (rules' default)
 
 
 class HealthMonitor:
@@ -75,7 +77,16 @@ class HealthMonitor:
         schedules = {name: _schedule(rules, item) for name, item in config.items()
                      if getattr(item, "probe", None)}  # fmt: skip
         self.scheduler.reload(schedules, now)
+        self._share_states(schedules.keys())
         self._wake.set()
+
+    def _share_states(self, probed: Iterable[str]) -> None:
+        # The planner skips only probed targets (see observe): a target whose
+        # probe a reload removed must not stay skipped on an old verdict, and
+        # one that gained a probe is skipped at once if already known dead.
+        states = self.board.snapshot()
+        self.health.clear()
+        self.health.update({name: states[name].state.value for name in probed if name in states})
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         """Every status event passes here; a real call's leg is evidence."""
@@ -106,7 +117,10 @@ class HealthMonitor:
         while True:
             now = loop.time()
             for target in self.scheduler.due(now, datetime.now(UTC)):
-                await self._probe(target)
+                try:
+                    await self._probe(target)
+                except Exception:  # noqa: BLE001 - a failed probe must not stop the gateway
+                    logger.opt(exception=True).error("probe of {} failed", target)
             for change in self.coalescer.due(loop.time()):
                 self._alert(change)
             await self._sleep_until(self._next_deadline(loop.time()))
@@ -122,11 +136,15 @@ class HealthMonitor:
         if kind == "options":
             evidence: Evidence | None = await self.prober.options(self._options_uri(dial))
         else:
-            evidence = await self.prober.call(dial)
+            wait = _early_media_timeout(self.rules, target)
+            evidence = await self.prober.call(dial, early_media_timeout=wait)
         loop = asyncio.get_running_loop()
         if evidence is None:
             logger.info("probe of {} postponed: no call leg free", target)
-            self.scheduler.record_probe(target, loop.time() - _every(config) + BUSY_RETRY)
+            # record_probe schedules one interval on: land BUSY_RETRY from now,
+            # or sooner when the target is probed more often than that.
+            every = _every(config)
+            self.scheduler.record_probe(target, loop.time() - every + min(BUSY_RETRY, every))
             return None
         logger.info("probe of {}: {}", target, evidence.text)
         self.observe(target, evidence)
@@ -140,8 +158,9 @@ class HealthMonitor:
         return dial.uri or self.prober.engine.dial_uri(dial)
 
     def _alert(self, change: HealthChange) -> None:
-        go_to = ", ".join(n for n, s in self.health.items() if n != change.target and
-                          s not in {"down", "unassigned"})  # fmt: skip
+        states = self.board.snapshot()
+        go_to = ", ".join(n for n, s in states.items() if n != change.target and
+                          s.state not in DEAD)  # fmt: skip
         text = alert_text(change, calls_go_to=go_to or None)
         logger.warning("alert: {}", text)
         self.notify("health.alert", {"target": change.target, "state": change.state.value,
@@ -169,6 +188,18 @@ def _policy(config: Any) -> HealthPolicy:
 def _every(config: Any) -> float:
     interval = getattr(config, "interval", None)
     return float(interval) if interval else 900.0
+
+
+def _early_media_timeout(rules: Any, target: str) -> float:
+    """The longest early-media wait of the steps that ring ``target``.
+
+    An operator that announces "not in service" in early media sends its 404
+    only after the announcement: the probe listens as long as a call would.
+    """
+    waits = [float(getattr(step, "early_media_timeout", DEFAULT_EARLY_MEDIA))
+             for route in rules.routes for step in route.steps
+             if target in (getattr(step, "names", None) or ())]  # fmt: skip
+    return max(waits, default=DEFAULT_EARLY_MEDIA)
 
 
 def _schedule(rules: Any, config: Any) -> ProbeSchedule:

@@ -69,6 +69,10 @@ class Prober:
         if isinstance(event, LegFailed | LegEnded):
             del self._legs[sig.leg]
         if probe.future.done():
+            if isinstance(event, LegAnswered):
+                # A 200 crossed our CANCEL (RFC 3261 9.1): the phone was picked
+                # up after all. A probe never keeps a call: BYE at once.
+                self.engine.stop_leg(sig.leg)
             return
         if isinstance(event, LegProgress):
             self._progress(sig.leg, probe, event)
@@ -143,16 +147,24 @@ class Prober:
 
     async def options(self, uri: str, wait_s: float = 10.0) -> Evidence:
         """Send OPTIONS to ``uri``; pjsua's timer F (32 s) is bounded by ``wait_s``."""
+        evidence, _reason = await self.options_answer(uri, wait_s)
+        return evidence
+
+    async def options_answer(self, uri: str, wait_s: float = 10.0) -> tuple[Evidence, str]:
+        """Like ``options``, with the reason phrase of the answer ("" for none)."""
         async with self._options_lock:
             self._options = self.loop.create_future()
             at = datetime.now(UTC)
             if not self.engine.send_options(uri):
-                return Evidence.of(Source.OPTIONS_PROBE, ProbeResult.TIMEOUT, at)
+                return Evidence.of(Source.OPTIONS_PROBE, ProbeResult.TIMEOUT, at), ""
             try:
-                code, _reason = await asyncio.wait_for(self._options, wait_s)
+                code, reason = await asyncio.wait_for(self._options, wait_s)
             except TimeoutError:
-                return Evidence.of(Source.OPTIONS_PROBE, ProbeResult.TIMEOUT, datetime.now(UTC))
+                now = datetime.now(UTC)
+                return Evidence.of(Source.OPTIONS_PROBE, ProbeResult.TIMEOUT, now), ""
             finally:
                 self._options = None
+        # pjsip reports its own timer F expiry as 408 (no answer came at all).
         result = ProbeResult.TIMEOUT if code == 408 else ProbeResult.RESPONDED
-        return Evidence.of(Source.OPTIONS_PROBE, result, datetime.now(UTC), sip_code=code)
+        evidence = Evidence.of(Source.OPTIONS_PROBE, result, datetime.now(UTC), sip_code=code)
+        return evidence, reason
