@@ -45,3 +45,9 @@ def sipp(tmp_path: Path) -> Iterator[SippFactory]:
 def media_port() -> int:
     """A free even RTP base port (SIPp's two sockets plus the test's sink)."""
     return free_media_port()
+
+
+@pytest.fixture
+def gateway_dir(tmp_path: Path) -> Path:
+    """Where a test's gateway keeps its rules, state and log."""
+    return tmp_path / "gateway"

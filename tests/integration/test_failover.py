@@ -43,11 +43,6 @@ def two_step_rules(
     )
 
 
-@pytest.fixture
-def gateway_dir(tmp_path: Path) -> Path:
-    return tmp_path / "gateway"
-
-
 ALL = "unassigned, unreachable, busy, no_answer"
 
 
