@@ -18,6 +18,7 @@ import secrets
 import shutil
 import subprocess
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ IP = shutil.which("ip") or "/usr/sbin/ip"
 
 def available() -> bool:
     """True when this process may create and enter network namespaces."""
-    return os.geteuid() == 0 and os.path.exists(IP)
+    return os.geteuid() == 0 and Path(IP).exists()
 
 
 def _setns(fd: int) -> None:
