@@ -171,7 +171,7 @@ def explanation(
     text = f"{intro}: route {route.name}{_why(rules, route, schedules)}: {words or 'no step'}"
     text += _left_out(rules, route, plan)
     if not plan.steps or plan.steps[-1].kind != "voicemail":
-        text += f"; then the call is refused{' (480)' if mode == 'closed' else ''}"
+        text += "; then the call is refused"
     steps = [_step_dict(step) for step in plan.steps]
     return {**call, "schedules": schedules, "route": route.name, "steps": steps, "text": text}
 

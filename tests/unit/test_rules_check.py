@@ -151,3 +151,75 @@ def test_explain_on_a_broken_file_prints_its_problems() -> None:
     code, text = run_explain(path, "+3225550100")
     assert code == 2
     assert text.startswith(f"{path}:12: routes[0].steps[1].timeout: invalid duration")
+
+
+def test_every_example_checks_without_warnings() -> None:
+    for example in sorted(EXAMPLE.parent.glob("*.yaml")):
+        code, lines = run_check(example)
+        assert code == 0
+        assert len(lines) == 1, lines
+        assert example.read_text(encoding="utf-8").startswith(
+            "# yaml-language-server: $schema=./rules.schema.json\n"
+        )
+
+
+def test_check_warns_about_shadowed_routes_uncaught_calls_and_dead_schedules(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\nmode: force-backup\ntargets: {anna: {number: '+32480000002'}}\n"
+        "schedules:\n  office: {mon-sun: '00:00-24:00'}\n  holidays: {closed: 2026-12-25}\n"
+        "routes:\n"
+        "  - {name: office, match: {to: '+3225550100', when: office}, steps: [{ring: anna}]}\n"
+        "  - {name: night, match: {to: '+3225550100', unless: office}, steps: [{ring: anna}]}\n"
+        "  - {name: vip, match: {to: '+3225550100', from: '+3247*'}, steps: [{ring: anna}]}\n",
+        encoding="utf-8",
+    )
+    code, lines = run_check(path)
+    assert code == 0, "warnings do not fail the check"
+    warnings = [line.removeprefix(f"{path}: warning: ") for line in lines[1:]]
+    assert warnings == [
+        "schedule 'holidays' has no opening hours: it is never open",
+        (
+            "no route takes every call to +3225550100 (none without from, when or unless): "
+            "the calls no route takes are refused with 404"
+        ),
+        (
+            "route 'night' never matches: routes above it take all its calls "
+            "(tried every 15 minutes for a week, with the callers the rules name)"
+        ),
+        (
+            "route 'vip' never matches: routes above it take all its calls "
+            "(tried every 15 minutes for a week, with the callers the rules name)"
+        ),
+        "mode is force-backup: the main line is left out of every route",
+    ]
+
+
+def test_explain_applies_schedules_mode_and_health() -> None:
+    office = EXAMPLE.parent / "office-hours.yaml"
+    monday_10 = datetime(2026, 5, 4, 10, 0)  # noqa: DTZ001 - naive: the rules' time zone
+    out = io.StringIO()
+    code = explain(
+        office, "+3225550100", None, monday_10, False, out, {"anna": "down"}, "force-backup"
+    )
+    assert code == 0
+    assert (
+        out.getvalue()
+        .strip()
+        .endswith(
+            "1. ring bert (+32480000003), 15s each; 2. voicemail main; "
+            "office-mobile left out (main line, mode force-backup); "
+            "anna left out (health down or unassigned)"
+        )
+    )
+    _, text = run_explain(office, "+3225550100", at=datetime(2026, 12, 25, 10, 0, tzinfo=UTC))
+    assert "route closed: 1. voicemail main" in text
+    _, text = run_explain(office, "+32 2 555 01 00", "+32471119999", as_json=True, at=monday_10)
+    report = json.loads(text)
+    assert report["route"] == "vip"
+    assert report["schedules"] == {"office-hours": True, "lunch": False}
+    out = io.StringIO()
+    explain(office, "+3225550100", None, monday_10, True, out, None, "closed")
+    assert json.loads(out.getvalue())["steps"] == [{"kind": "voicemail", "box": "main"}]
