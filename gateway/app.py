@@ -38,6 +38,8 @@ from gateway.voicemail.mailer import Mailer
 from gateway.voicemail.spool import Spool
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gateway.config import Settings
 
 # pjsua's SIP socket is read only when the loop polls it (threadCnt=0): every
@@ -56,7 +58,7 @@ def setup_logging(level: str) -> None:
     logger.add(
         sys.stderr,
         level=level.upper(),
-        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}",
+        format="{time:YYYY-MM-DD HH:mm:ss.SSSSSS} {level: <7} {message}",
     )
 
 
@@ -66,6 +68,7 @@ class Gateway:
     def __init__(self, settings: Settings, rules: Rules) -> None:
         self.settings = settings
         self.rules = rules
+        self._in_force = (_digest(settings.rules), _now_iso())  # sha256 and time of the rules used
         self.loop = asyncio.get_running_loop()
         self.stop_requested = asyncio.Event()
         self.admission = Admission(
@@ -155,10 +158,9 @@ class Gateway:
             logger.warning("unknown command {}", command)
 
     def _rules_loaded(self, rules: Rules | None, error: str | None) -> None:
-        path = self.settings.rules
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
-        self.notify("rules.loaded", {"file": str(path), "sha256": digest,
-                                     "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        """Publish which rules are in force (after a refused reload: still the old ones)."""
+        self.notify("rules.loaded", {"file": str(self.settings.rules),
+                                     "sha256": self._in_force[0], "loaded_at": self._in_force[1],
                                      "error": error})  # fmt: skip
         if rules is not None:
             self.monitor.reload(rules, self.loop.time())
@@ -208,6 +210,7 @@ class Gateway:
         file changes nothing: its problems are logged and published. A mode set
         over MQTT stays in force across the reload.
         """
+        digest = _digest(self.settings.rules)
         try:
             rules = load_rules(self.settings.rules)
         except RulesError as error:
@@ -215,6 +218,7 @@ class Gateway:
                 logger.error("rules not reloaded: {}", problem)
             self._rules_loaded(None, "\n".join(str(p) for p in error.problems))
             return
+        self._in_force = (digest, _now_iso())
         self._use_rules(rules.with_mode_override(self.rules.mode_override))
         logger.info("rules reloaded from {}", self.settings.rules)
         self._rules_loaded(rules, None)
@@ -228,6 +232,17 @@ class Gateway:
         if (mode, source) != before:
             logger.info("mode {} (set by {})", mode, source)
             self.notify("rules.mode", {"mode": mode, "source": source})
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 async def serve(settings: Settings) -> int:

@@ -44,7 +44,7 @@ STOP_LIMIT_S = 6.0  # each process ends within this once asked
 TAIL_LINES = 30
 HOLD_S = 0.05  # timeline lines wait this long for lines from the other side
 
-_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\w+)\s+(.*)$")
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3,6}) (\w+)\s+(.*)$")
 _RINGING = re.compile(r"^call \S+: ringing (\S+) \((\S+)\)$")
 Entry = tuple[float, str, str | None]  # time, text, the far side's event it answers
 
@@ -378,10 +378,9 @@ def run_demo(quiet: bool, *, rules: str | None = None) -> int:
 def _conclude(story: Story, out: IO[str], quiet: bool) -> None:
     wire, logged = story.failover_ms()
     if wire is not None and logged is not None:
-        inside = "under 1 ms" if logged < 1 else f"about {logged:.0f} ms"
         out.write(
             f"  failover: {wire:.1f} ms from the operator's 404 to anna's INVITE on the wire;\n"
-            f"  {inside} of it in the gateway's logic (its log counts whole milliseconds),\n"
+            f"  {logged:.2f} ms of it in the gateway's logic (from its own log),\n"
             "  the rest is loopback and the wait for the gateway's next look at its socket\n"
         )
     if not quiet:
