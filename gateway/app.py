@@ -126,6 +126,8 @@ class Gateway:
                 services.append(tasks.create_task(watch, name="rules.watch"))
                 await asyncio.sleep(0)  # let the bus subscribers subscribe first
                 self._rules_loaded(self.rules, None)
+                mode, source = self.rules.active_mode
+                self.notify("rules.mode", {"mode": mode, "source": source})
                 self.engine.start()
                 self.registration.start()
                 logger.info("ready listen={} sources={} legs={}", self.engine.listen,

@@ -30,6 +30,16 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--from", dest="from_", help="the caller's number")
     explain.add_argument("--at", type=datetime.fromisoformat, help="ISO time of the call")
     explain.add_argument("--json", action="store_true", help="JSON for scripts")
+    explain.add_argument("--mode", choices=["normal", "force-backup", "closed"],
+                         help="as if this mode were set over MQTT (cmd/mode)")  # fmt: skip
+    explain.add_argument(
+        "--health",
+        action="append",
+        default=[],
+        type=_health_pair,
+        metavar="TARGET=STATE",
+        help="a target's health (up, down, unassigned, unknown); repeatable",
+    )
     calls = sub.add_parser("calls", help="the call log (SIP_FAILOVER_STATE_DIR/calls.sqlite3)")
     calls.add_argument("--since", help="only calls since: 24h, 7d, 30m, 2w or an ISO time")
     calls.add_argument(
@@ -45,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _health_pair(text: str) -> tuple[str, str]:
+    name, sep, state = text.partition("=")
+    if not sep or state not in {"up", "down", "unassigned", "unknown"}:
+        raise argparse.ArgumentTypeError("expected TARGET=up|down|unassigned|unknown")
+    return name, state
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -55,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         from gateway.rules_cli import explain  # noqa: PLC0415
 
-        return explain(args.rules, args.to, args.from_, args.at, args.json, sys.stdout)
+        return explain(args.rules, args.to, args.from_, args.at, args.json, sys.stdout,
+                       dict(args.health), args.mode)  # fmt: skip
     if args.command == "demo":
         from gateway.demo import run_demo  # noqa: PLC0415
 

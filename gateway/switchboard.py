@@ -126,8 +126,8 @@ class Switchboard:
             self.on_registration(signal)
 
     def _on_incoming(self, sig: IncomingSignal) -> None:
-        plan = self._plan_for(sig)
-        if plan is None:
+        found = self._plan_for(sig)
+        if found is None:
             logger.info(
                 "call {} from {} to {}: no route, refused 404",
                 sig.call_id,
@@ -136,17 +136,18 @@ class Switchboard:
             )
             self.engine.refuse(sig.call_id, 404, 1)
             return
+        called, plan = found
         if self._no_leg_left(plan):
             logger.warning("call {} refused: every call leg is in use", sig.call_id)
             self.engine.refuse(sig.call_id, 503, 42, retry_after=RETRY_AFTER_S)
             return
-        called = next(c for c in sig.called if self.rules.route_for(c, sig.caller))
         session = CallSession(CallInfo(sig.call_id, sig.caller, called), plan, self.loop.time())
         self._calls[sig.call_id] = _Call(session, rules=self.rules)
         self._notify_active()
         self._apply(sig.call_id, session.start(self.loop.time()))
 
-    def _plan_for(self, sig: IncomingSignal) -> Plan | None:
+    def _plan_for(self, sig: IncomingSignal) -> tuple[str, Plan] | None:
+        """The called number a route takes, and the plan for the call."""
         # Schedules are wall-clock time in the rules' zone: the route is chosen
         # with the real time now (the loop's clock is monotonic, not a date).
         rules: Any = self.rules
@@ -158,8 +159,9 @@ class Switchboard:
                 if mode != "normal":
                     logger.info("call {}: mode {} (set by {})", sig.call_id, mode, source)
                 main = rules.main_line(route)
-                return plan_steps(route.name, tuple(route.steps), rules.targets, self.health,
+                plan = plan_steps(route.name, tuple(route.steps), rules.targets, self.health,
                                   mode=mode, main=main)  # fmt: skip
+                return called, plan
         return None
 
     def _no_leg_left(self, plan: Plan) -> bool:
