@@ -59,7 +59,11 @@ def wait_for(
         if hit is not None:
             return hit
         time.sleep(0.05)
-    raise AssertionError(f"no matching {kind} event in {timeout:.0f} s\n{gateway.describe()}")
+    probes = gateway.log.count("probe of ")
+    raise AssertionError(
+        f"no matching {kind} event in {timeout:.0f} s ({probes} probe results logged; none"
+        " means the health monitor never ran)\n" + gateway.describe()
+    )
 
 
 def health_is(target: str, state: str) -> Callable[[dict[str, Any]], bool]:
