@@ -35,12 +35,13 @@ from gateway.status.statusfile import STATUS_FILE, StatusFile
 from gateway.switchboard import Switchboard
 from gateway.voicemail.machine import AnsweringMachine
 from gateway.voicemail.mailer import Mailer
-from gateway.voicemail.spool import Spool
+from gateway.voicemail.spool import Spool, SpoolError, VoicemailMeta
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from gateway.config import Settings
+    from gateway.core.health import HealthChange
 
 # pjsua's SIP socket is read only when the loop polls it (threadCnt=0): every
 # POLL_BUSY while a call or leg is up, so a 404 waits at most that long before
@@ -86,7 +87,10 @@ class Gateway:
         )
         self.prober = Prober(self.engine, self.loop)
         self.switchboard.prober = self.prober
-        self.monitor = HealthMonitor(self.prober, self.switchboard.health, self.notify)
+        self.monitor = HealthMonitor(
+            self.prober, self.switchboard.health, self.notify, mail=self._mail_alert
+        )
+        self._monitor_task: asyncio.Task[None] | None = None
         self.calllog = CallLog(settings.state_dir / "calls.sqlite3")
         self.publisher = (
             MqttPublisher(settings.mqtt, settings.gateway_id, self.bus, self._command)
@@ -129,6 +133,9 @@ class Gateway:
                 mode, source = self.rules.active_mode
                 self.notify("rules.mode", {"mode": mode, "source": source})
                 self.engine.start()
+                # Probes go through the engine: the monitor starts once it runs.
+                self._monitor_task = tasks.create_task(self.monitor.run(), name="health.monitor")
+                services.append(self._monitor_task)
                 self.registration.start()
                 logger.info("ready listen={} sources={} legs={}", self.engine.listen,
                             ",".join(sorted(self.admission.sources)), MAX_LEGS)  # fmt: skip
@@ -159,6 +166,21 @@ class Gateway:
         else:
             logger.warning("unknown command {}", command)
 
+    async def _mail_alert(self, change: HealthChange, text: str) -> None:
+        """Queue an alert mail to ``alerts.email`` through the voicemail spool and mailer."""
+        recipients = self.rules.alerts.email
+        if not recipients:
+            return
+        notice = self.spool.reserve("alert")
+        meta = VoicemailMeta(notice.id, "", "", change.address, change.since, 0.0, change.target,
+                             "alerts", text, recipients, kind="alert")  # fmt: skip
+        try:
+            await asyncio.to_thread(self.spool.commit_notice, meta)
+        except SpoolError as error:
+            logger.error("alert mail not queued: {}", error)
+            return
+        self.mailer.notify()
+
     def _rules_loaded(self, rules: Rules | None, error: str | None) -> None:
         """Publish which rules are in force (after a refused reload: still the old ones)."""
         self.notify("rules.loaded", {"file": str(self.settings.rules),
@@ -186,6 +208,8 @@ class Gateway:
 
     async def _shutdown(self) -> None:
         logger.info("stopping: no new calls; {} in progress", self.switchboard.active_calls)
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()  # no new probe while calls drain
         self.admission.accepting = False
         await self._pump_while(
             lambda: self.switchboard.active_calls > 0, self.settings.shutdown_grace

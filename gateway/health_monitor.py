@@ -34,7 +34,7 @@ from gateway.core.plan import dial_of
 from gateway.core.probing import ProbeSchedule, ProbeScheduler
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from gateway.probes import Prober
 
@@ -46,21 +46,31 @@ DEFAULT_EARLY_MEDIA = 8.0  # seconds a call probe listens to early media (rules'
 class HealthMonitor:
     """Target health for the running gateway."""
 
-    def __init__(self, prober: Prober, health: dict[str, str],
-                 notify: Callable[[str, dict[str, Any]], None],
-                 alert_window: float = 120.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        prober: Prober,
+        health: dict[str, str],
+        notify: Callable[[str, dict[str, Any]], None],
+        mail: Callable[[HealthChange, str], Awaitable[None]] | None = None,
+    ) -> None:
         self.prober = prober
         self.health = health  # shared with the switchboard's planner
         self.notify = notify
+        self.mail = mail  # queues an alert mail (the voicemail mailer's queue)
         self.board = HealthBoard()
         self.scheduler = ProbeScheduler(rand=random.random)
-        self.coalescer = AlertCoalescer(window=alert_window)
+        self.coalescer = AlertCoalescer()
         self.rules: Any = None
         self._wake = asyncio.Event()
 
     def reload(self, rules: Any, now: float) -> None:
         """New rules: which targets exist, which are probed and how."""
         self.rules = rules
+        alerts = getattr(rules, "alerts", None)
+        if alerts is not None and alerts.coalesce != self.coalescer.window:
+            # The window of pending changes is theirs; new ones use the new one.
+            self.coalescer.window = alerts.coalesce
+            self.coalescer.max_delay = 5 * alerts.coalesce
         config = getattr(rules, "health", None) or {}
         watched = {
             name: WatchedTarget(
@@ -122,7 +132,7 @@ class HealthMonitor:
                 except Exception:  # noqa: BLE001 - a failed probe must not stop the gateway
                     logger.opt(exception=True).error("probe of {} failed", target)
             for change in self.coalescer.due(loop.time()):
-                self._alert(change)
+                await self._alert(change)
             await self._sleep_until(self._next_deadline(loop.time()))
 
     async def probe_once(self, target: str) -> Evidence | None:
@@ -157,7 +167,7 @@ class HealthMonitor:
     def _options_uri(self, dial: Any) -> str:
         return dial.uri or self.prober.engine.dial_uri(dial)
 
-    def _alert(self, change: HealthChange) -> None:
+    async def _alert(self, change: HealthChange) -> None:
         states = self.board.snapshot()
         go_to = ", ".join(n for n, s in states.items() if n != change.target and
                           s.state not in DEAD)  # fmt: skip
@@ -165,6 +175,8 @@ class HealthMonitor:
         logger.warning("alert: {}", text)
         self.notify("health.alert", {"target": change.target, "state": change.state.value,
                                      "previous": change.previous.value, "text": text})  # fmt: skip
+        if self.mail is not None:
+            await self.mail(change, text)
 
     def _next_deadline(self, now: float) -> float:
         deadlines = [d for d in (self.scheduler.next_deadline(), self.coalescer.next_deadline())

@@ -14,7 +14,6 @@ model the health monitor reads.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
@@ -44,6 +43,7 @@ from gateway.core.rules_errors import (
     plain,
     problems_of,
 )
+from gateway.core.rules_mail import Alerts, Strict, VoicemailBox
 from gateway.core.rules_values import (
     MODES,
     NUMBER_SCHEMA,
@@ -76,18 +76,35 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 __all__ = [
-    "MODES", "Duration", "HealthWatch", "Match", "Mode", "NumberTarget", "Problem", "RingAllStep",
-    "RingEachStep", "RingStep",
-    "Route", "Rules", "RulesError", "Step", "Target", "UriTarget", "VoicemailBox",
-    "VoicemailStep", "normalize_number", "parse_rules", "rules_json_schema",
+    "MODES",
+    "Alerts",
+    "Duration",
+    "HealthWatch",
+    "Match",
+    "Mode",
+    "NumberTarget",
+    "Problem",
+    "RingAllStep",
+    "RingEachStep",
+    "RingStep",
+    "Route",
+    "Rules",
+    "RulesError",
+    "Step",
+    "Target",
+    "UriTarget",
+    "VoicemailBox",
+    "VoicemailStep",
+    "normalize_number",
+    "parse_rules",
+    "rules_json_schema",
 ]  # fmt: skip
 
 
 # --- models --------------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = Strict
 
 
 _MAIN = Field(default=False, description="the main line: left out while the mode is force-backup")
@@ -279,34 +296,6 @@ class Route(_Strict):
         return steps
 
 
-class VoicemailBox(_Strict):
-    """Where messages go: a greeting, who gets them, how long they may be."""
-
-    greeting: str | None = Field(
-        default=None,
-        description="WAV file played first (relative to the rules file); the built-in one if unset",
-    )
-    email: Annotated[
-        tuple[str, ...], BeforeValidator(one_or_many), one_or_list({"type": "string"})
-    ] = ()
-    max_seconds: Duration = Field(default=180.0, description="the recording stops at this length")
-    silence_seconds: Duration = Field(
-        default=6.0, description="the recording stops after this much silence"
-    )
-    min_seconds: float = Field(
-        default=2.0, ge=0, description="shorter messages are hang-ups: reported, not mailed"
-    )
-    beep: bool = Field(default=True, description="a beep after the greeting")
-
-    @field_validator("email")
-    @classmethod
-    def _addresses(cls, email: tuple[str, ...]) -> tuple[str, ...]:
-        for index, address in enumerate(email):
-            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
-                raise fail(f"invalid e-mail address '{address}'", index)
-        return email
-
-
 class Rules(_Strict):
     """A whole, checked rules file."""
 
@@ -318,6 +307,7 @@ class Rules(_Strict):
     )
     targets: dict[Name, Target] = Field(default_factory=dict)
     voicemail: dict[Name, VoicemailBox] = Field(default_factory=dict)
+    alerts: Alerts = Field(default_factory=Alerts, description="who hears of health changes")
     schedules: dict[Name, WeeklyHours] = Field(default_factory=dict)
     routes: Annotated[tuple[Route, ...], Field(min_length=1)]
     health: dict[HealthKey, HealthWatch] = Field(default_factory=dict)

@@ -104,6 +104,8 @@ def compose(
     Returns:
         A message ready for ``aiosmtplib.send``; recipients are in ``To``.
     """
+    if meta.kind == "alert":
+        return _alert(meta, sender=sender, timezone=timezone, date=date)
     mail = EmailMessage()
     mail["Subject"] = subject(meta)
     mail["From"] = sender
@@ -116,4 +118,26 @@ def compose(
         mail.add_attachment(
             audio, maintype="audio", subtype="wav", filename=attachment_name(meta, timezone)
         )
+    return mail
+
+
+def _alert(meta: VoicemailMeta, *, sender: str, timezone: ZoneInfo, date: datetime) -> EmailMessage:
+    """An alert to the admins: a target's health changed (``meta.why`` says how)."""
+    local = meta.started_at.astimezone(timezone)
+    mail = EmailMessage()
+    mail["Subject"] = f"sip-failover: {one_line(meta.why)}"
+    mail["From"] = sender
+    mail["To"] = ", ".join(meta.recipients)
+    mail["Date"] = format_datetime(date)
+    domain = sender.rpartition("@")[2].strip(" <>") or "sip-failover.invalid"
+    mail["Message-ID"] = f"<alert.{meta.id}@{domain}>"
+    mail.set_content("\n".join([
+        meta.why,
+        "",
+        f"Target:  {meta.route} ({meta.called})",
+        f"Since:   {local:%A %d %B %Y, %H:%M:%S} ({timezone.key})",
+        "",
+        "The gateway found this by itself (probes and real calls); see docs/health.md.",
+        "",
+    ]))  # fmt: skip
     return mail

@@ -30,7 +30,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
 
@@ -70,6 +70,8 @@ class VoicemailMeta:
         box: the voicemail box.
         why: why the call ended here, e.g. "main line unassigned, backups no answer".
         recipients: addresses the message is mailed to.
+        kind: ``voicemail`` (with its WAV), or ``alert``: a notice to the admins
+            (health changes) that travels the same queue with no audio.
     """
 
     id: str
@@ -82,6 +84,7 @@ class VoicemailMeta:
     box: str
     why: str
     recipients: tuple[str, ...]
+    kind: Literal["voicemail", "alert"] = "voicemail"
 
     def __post_init__(self) -> None:
         if self.started_at.tzinfo is None:
@@ -193,6 +196,20 @@ class Spool:
             _fsync_dir(self._queue)
             _fsync_dir(self._tmp)
         logger.info("voicemail {} from {} queued for {}", meta.id, meta.caller, meta.recipients)
+        return SpooledMessage(meta, retry, self._queue / f"{meta.id}.wav")
+
+    def commit_notice(self, meta: VoicemailMeta) -> SpooledMessage:
+        """Queue a mail that has no recording (an alert) with the same guarantees.
+
+        Only after this returns may the alert be announced as queued.
+
+        Raises:
+            SpoolError: it could not be made durable.
+        """
+        retry = RetryState(queued_at=self._clock())
+        with self._lock, _errors(f"cannot queue notice {meta.id} in {self.root}"):
+            self._write_record(self._queue, meta, retry)
+        logger.info("{} {} queued for {}", meta.kind, meta.id, meta.recipients)
         return SpooledMessage(meta, retry, self._queue / f"{meta.id}.wav")
 
     def discard(self, reservation: Reservation) -> None:

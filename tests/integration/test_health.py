@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 CALLED = "+3225550100"
 MAIN_NUMBER = "+32470000001"
-FAST = {"SIP_FAILOVER_HEALTH__ALERT_WINDOW": "1"}  # alerts 1 s after the last change
 _EVENT = re.compile(r" event (\S+) (\{.*\})$", re.MULTILINE)
 _TRACE_HEAD = re.compile(
     r"^-{10,} (\S+ \S+)\n\S+ message (sent|received)[^\n]*:\n\n(.*)$", re.MULTILINE
@@ -87,6 +86,7 @@ def rules_text(targets: dict[str, str], health: dict[str, str], ring: str = "mai
     lines += ["routes:", "  - name: main-line", f'    match: {{to: "{CALLED}"}}', "    steps:"]
     lines += [f"      - {{ring: {ring}, timeout: 1s, early_media_timeout: 1s}}"]
     lines += ["      - {ring: backup, timeout: 5s}"] if "backup" in targets else []
+    lines += ["alerts: {coalesce: 1s}"]  # an alert 1 s after the last change
     lines += ["health:"] if health else []
     lines += [f"  {name}: {spec}" for name, spec in health.items()]
     return "\n".join(lines) + "\n"
@@ -113,7 +113,7 @@ def test_dead_main_line_is_skipped_until_it_recovers(sipp: SippFactory, gateway_
         {"main": f'{{number: "{MAIN_NUMBER}"}}', "backup": f'{{uri: "sip:b@{backup.address}"}}'},
         {"main": "{probe: call, every: 1s, down_after: 2, up_after: 1}"},
     )
-    with GatewayProcess(gateway_dir, rules, proxy=operator.address, env=FAST) as gateway:
+    with GatewayProcess(gateway_dir, rules, proxy=operator.address) as gateway:
         wait_for(gateway, "target.health", health_is("main", "up"), 15)
         probes_before = gateway.log.count("call probe probe-")
         lost_at = datetime.now().astimezone()
@@ -162,7 +162,7 @@ def test_options_says_up_where_a_call_says_unassigned_and_phones_are_never_answe
             "desk": "{probe: call, every: 1s, down_after: 2}",
         },
     )
-    with GatewayProcess(gateway_dir, rules, proxy=operator.address, env=FAST) as gateway:
+    with GatewayProcess(gateway_dir, rules, proxy=operator.address) as gateway:
         wait_for(gateway, "target.health", health_is("main", "unassigned"), 15)
         wait_for(gateway, "target.health", health_is("main-options", "up"), 15)
         wait_for(gateway, "target.health", health_is("desk", "up"), 15)
@@ -187,7 +187,7 @@ def test_flapping_line_changes_nothing(sipp: SippFactory, gateway_dir: Path) -> 
         {"main": f'{{uri: "sip:m@{line.address}"}}'},
         {"main": "{probe: call, every: 1s, down_after: 2, up_after: 1}"},
     )
-    with GatewayProcess(gateway_dir, rules, env=FAST) as gateway:
+    with GatewayProcess(gateway_dir, rules) as gateway:
         deadline = time.monotonic() + 15
         while gateway.log.count("probe of main: ") < 6 and time.monotonic() < deadline:
             time.sleep(0.1)

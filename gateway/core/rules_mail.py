@@ -1,0 +1,67 @@
+"""The rules' mail-related sections: voicemail boxes and health alerts."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from gateway.core.rules_values import Duration, fail, one_or_list, one_or_many
+
+
+class Strict(BaseModel):
+    """Every section of the rules: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+EmailList = Annotated[
+    tuple[str, ...], BeforeValidator(one_or_many), one_or_list({"type": "string"})
+]
+
+
+def _check_addresses(email: tuple[str, ...]) -> tuple[str, ...]:
+    for index, address in enumerate(email):
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
+            raise fail(f"invalid e-mail address '{address}'", index)
+    return email
+
+
+class VoicemailBox(Strict):
+    """Where messages go: a greeting, who gets them, how long they may be."""
+
+    greeting: str | None = Field(
+        default=None,
+        description="WAV file played first (relative to the rules file); the built-in one if unset",
+    )
+    email: EmailList = ()
+    max_seconds: Duration = Field(default=180.0, description="the recording stops at this length")
+    silence_seconds: Duration = Field(
+        default=6.0, description="the recording stops after this much silence"
+    )
+    min_seconds: float = Field(
+        default=2.0, ge=0, description="shorter messages are hang-ups: reported, not mailed"
+    )
+    beep: bool = Field(default=True, description="a beep after the greeting")
+
+    @field_validator("email")
+    @classmethod
+    def _addresses(cls, email: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_addresses(email)
+
+
+class Alerts(Strict):
+    """Who is told, by mail, when a target's health changes (docs/health.md)."""
+
+    email: EmailList = ()
+    coalesce: Duration = Field(
+        default=120.0,
+        description="changes within this quiet time make one mail; a flap that ends "
+        "where it began makes none",
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _addresses(cls, email: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_addresses(email)
