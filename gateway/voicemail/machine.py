@@ -28,8 +28,12 @@ if TYPE_CHECKING:
     from gateway.sip.engine import SipEngine
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+_WAV_HEADER = 44  # pjmedia's WAV writer: a plain 44-byte header
+_PCM_BYTES_PER_SECOND = 16000  # 8 kHz, 16-bit mono
 TICK = 0.1  # seconds between level readings while recording
 MEDIA_WAIT = 5.0  # how long the caller's audio may take to come up after 200 OK
+CLOSE_WAIT = 2.0  # how long the recorder may take to complete its WAV file
+BUILT_IN_GREETING = ASSETS / "greeting.wav"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,53 +68,69 @@ class AnsweringMachine:
     async def take(self, call: VoicemailCall, box: VoicemailBox) -> str:
         """Answer, greet, record until hang-up, silence or the length limit.
 
+        Every call that reaches a box ends in one event: ``voicemail.recorded``
+        (committed), ``voicemail.dropped`` (no message: hung up during the
+        greeting, too short, no audio) or ``voicemail.failed`` (the spool or
+        the recorder failed).
+
         Returns:
             Why the recording ended: ``hangup``, ``silence``, ``max_length``,
-            or ``no_audio`` when the caller's media never came up.
+            ``no_audio`` when the caller's media never came up, or ``error``.
         """
         self.engine.answer(call.call_id, 200)
         if not await self._until(lambda: self.engine.audio_ready(call.call_id), MEDIA_WAIT):
             self.engine.hang_up_caller(call.call_id)
+            self._dropped(call, 0.0, f"no audio from the caller within {MEDIA_WAIT:g} s")
             return "no_audio"
         if not await self._prompts(call.call_id, box):
+            self._dropped(call, 0.0, "hung up during the greeting")
             return "hangup"
-        reservation = self.spool.reserve(call.call_id)
-        started = datetime.now(UTC)
-        if not self.engine.record(call.call_id, str(reservation.path)):
-            return "hangup"
-        ended = await self._record(call.call_id, box)
-        self.engine.stop_media(call.call_id)
-        duration = _wav_seconds(reservation.path)
-        if duration < box.min_seconds:
-            self.spool.discard(reservation)
-            self.notify("voicemail.dropped", {"call_id": call.call_id, "caller": call.caller,
-                                              "duration": round(duration, 1),
-                                              "why": f"shorter than {box.min_seconds:g} s: "
-                                                     "taken as a hang-up"})  # fmt: skip
-        else:
-            meta = VoicemailMeta(
-                reservation.id,
-                call.call_id,
-                call.caller,
-                call.called,
-                started,
-                round(duration, 1),
-                call.route,
-                call.box,
-                call.why,
-                box.email,
-            )
-            await self._commit(reservation, meta)
+        ended = await self._take_message(call, box)
         if self._caller_here(call.call_id):
             self.engine.hang_up_caller(call.call_id)
         return ended
 
+    async def _take_message(self, call: VoicemailCall, box: VoicemailBox) -> str:
+        reservation = self.spool.reserve(call.call_id)
+        started = datetime.now(UTC)
+        if not self.engine.record(call.call_id, str(reservation.path)):
+            self.spool.discard(reservation)
+            if not self._caller_here(call.call_id):
+                self._dropped(call, 0.0, "hung up during the greeting")
+                return "hangup"
+            self._failed(reservation.id, f"cannot record into {reservation.path}")
+            return "error"
+        ended = await self._record(call.call_id, box)
+        self.engine.stop_media(call.call_id)
+        duration = await _closed_wav_seconds(reservation.path)
+        if duration < box.min_seconds:
+            self.spool.discard(reservation)
+            self._dropped(call, duration, f"shorter than {box.min_seconds:g} s: taken as a hang-up")
+            return ended
+        meta = VoicemailMeta(
+            reservation.id,
+            call.call_id,
+            call.caller,
+            call.called,
+            started,
+            round(duration, 1),
+            call.route,
+            call.box,
+            call.why,
+            box.email,
+        )
+        await self._commit(reservation, meta, ended)
+        return ended
+
     async def _prompts(self, call_id: str, box: VoicemailBox) -> bool:
+        """Greeting then beep; False when the caller hung up meanwhile."""
         greeting = self._greeting(box)
-        prompts = [greeting, ASSETS / "beep.wav"] if box.beep else [greeting]
-        for prompt in prompts:
+        for prompt in [greeting, ASSETS / "beep.wav"] if box.beep else [greeting]:
             seconds = self.engine.play(call_id, str(prompt))
-            if await self._until(lambda: not self._caller_here(call_id), seconds):
+            if seconds is None and prompt == greeting != BUILT_IN_GREETING:
+                # A broken greeting file must not cost the caller the message.
+                seconds = self.engine.play(call_id, str(BUILT_IN_GREETING))
+            if await self._until(lambda: not self._caller_here(call_id), seconds or 0.0):
                 self.engine.stop_media(call_id)
                 return False
         self.engine.stop_media(call_id)
@@ -130,25 +150,33 @@ class AnsweringMachine:
             if silence.feed(self.engine.rx_level(call_id), now):
                 return "silence"
 
-    async def _commit(self, reservation: Any, meta: VoicemailMeta) -> None:
+    async def _commit(self, reservation: Any, meta: VoicemailMeta, ended: str) -> None:
         try:
             # fsync can take long on an SD card: keep the loop (and calls) moving.
             await asyncio.to_thread(self.spool.commit, reservation, meta)
         except SpoolError as error:
             logger.critical("voicemail {} from {} could NOT be saved: {}", meta.id,
                             meta.caller or "anonymous", error)  # fmt: skip
-            self.notify("voicemail.failed", {"id": meta.id, "error": str(error),
-                                             "permanent": True})  # fmt: skip
+            self._failed(meta.id, str(error))
             return
-        logger.info("voicemail {} from {} saved ({:.1f} s)", meta.id, meta.caller, meta.duration)
+        logger.info("voicemail {} from {} saved ({:.1f} s, ended by {})", meta.id, meta.caller,
+                    meta.duration, ended)  # fmt: skip
         self.notify("voicemail.recorded", {"id": meta.id, "call_id": meta.call_id,
                                            "caller": meta.caller, "called": meta.called,
                                            "duration": meta.duration, "why": meta.why})  # fmt: skip
         self.on_committed()
 
+    def _dropped(self, call: VoicemailCall, duration: float, why: str) -> None:
+        logger.info("call {}: no voicemail from {}: {}", call.call_id, call.caller, why)
+        self.notify("voicemail.dropped", {"call_id": call.call_id, "caller": call.caller,
+                                          "duration": round(duration, 1), "why": why})  # fmt: skip
+
+    def _failed(self, spool_id: str, error: str) -> None:
+        self.notify("voicemail.failed", {"id": spool_id, "error": error, "permanent": True})
+
     def _greeting(self, box: VoicemailBox) -> Path:
         if box.greeting is None:
-            return ASSETS / "greeting.wav"
+            return BUILT_IN_GREETING
         path = Path(box.greeting)
         return path if path.is_absolute() else self.rules_dir / path
 
@@ -167,9 +195,44 @@ class AnsweringMachine:
         return True
 
 
-def _wav_seconds(path: Path) -> float:
+async def _closed_wav_seconds(path: Path) -> float:
+    """The recording's length once the recorder has completed the file.
+
+    pjmedia writes the WAV header's sizes when the recorder's port is
+    destroyed, shortly after ``stop_media`` (see there); until then the
+    RIFF size reads 0 and the file looks empty. If it never completes, the
+    length is taken from the file size and the message is kept anyway.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_WAIT
+    while not _riff_complete(path):
+        if loop.time() >= deadline:
+            logger.warning("recording {} was not completed by the recorder; kept as is", path)
+            return _size_seconds(path)
+        await asyncio.sleep(0.02)
+    return _header_seconds(path)
+
+
+def _size_seconds(path: Path) -> float:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0.0
+    return max(size - _WAV_HEADER, 0) / _PCM_BYTES_PER_SECOND
+
+
+def _header_seconds(path: Path) -> float:
     try:
         with wave.open(str(path), "rb") as wav:
             return wav.getnframes() / float(wav.getframerate())
     except (OSError, wave.Error, EOFError):
         return 0.0
+
+
+def _riff_complete(path: Path) -> bool:
+    try:
+        with path.open("rb") as wav:
+            head = wav.read(8)
+    except OSError:
+        return True  # nothing to wait for: no file
+    return len(head) < 8 or int.from_bytes(head[4:8], "little") != 0

@@ -95,7 +95,8 @@ class Mailer:
         self._emit = emit
         self._timezone = timezone
         self._clock = clock
-        self._policy = RetryPolicy(lifetime=lifetime)
+        first = timedelta(seconds=settings.retry_first)
+        self._policy = RetryPolicy(first=first, lifetime=lifetime)
         self._jitter = jitter
         self._wake = asyncio.Event()
 
