@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# pjsua's conference bridge reports a port's level as 0..255 (linear, of the
-# last frame). Line noise on a quiet G.711 call sits well under 10; speech
-# peaks far above it.
+# The engine's level (SipEngine.rx_level) is the mean amplitude of the last
+# 20 ms frame the caller sent, mu-law coded and scaled to 0..100 by pjsua2.
+# Measured over SIPp's g711a.pcap: speech reads 5..35 with brief dips to 3..8
+# between words; its quiet lead-in, and no RTP at all (a phone with silence
+# suppression), read 0. 8 is a mean amplitude near -44 dBFS: line noise
+# stays under it, a voice does not for long.
 QUIET_LEVEL = 8
 
 
