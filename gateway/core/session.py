@@ -50,6 +50,8 @@ from gateway.core.events import (
 from gateway.core.plan import Plan, RingMode, RingPlan, VoicemailPlan
 from gateway.core.step import LegRecord, LegState, StepRun
 
+CLOSED_Q850 = 31  # "normal, unspecified": the business is closed, nothing failed
+
 
 class CallState(StrEnum):
     """Where a call is."""
@@ -269,6 +271,11 @@ class CallSession:
     # -- ends ----------------------------------------------------------------
 
     def _refuse(self, now: float) -> list[Action]:
+        if not self.plan.steps and self.plan.mode == "closed":
+            # Closed on purpose and no voicemail to take the call: "not now", not
+            # the 503 of a gateway that failed to reach anyone.
+            return [Refuse(480, CLOSED_Q850), *self._end("refused", now, sip_code=480,
+                                                          q850=CLOSED_Q850)]  # fmt: skip
         last = self.run.outcome_leg() if self.run is not None else None
         outcome = last.outcome if last is not None and last.outcome else Outcome.UNREACHABLE
         code, cause = response_for(outcome)

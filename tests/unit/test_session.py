@@ -651,3 +651,16 @@ def test_a_leg_that_rang_says_so_for_health_evidence() -> None:
     assert call.all_events("call.leg")[0]["rang"] is True
     call.fail("anna", 404, "Q.850;cause=1")
     assert call.all_events("call.leg")[-1]["rang"] is False
+
+
+def test_closed_with_no_voicemail_says_not_now_rather_than_failure() -> None:
+    call = CallDriver(Plan(route="main-line", steps=(), mode="closed"))
+    call.start()
+    assert call.refusal() == Refuse(480, 31)
+    assert call.event("call.ended")["result"] == "refused"
+
+
+def test_nothing_left_to_ring_in_normal_mode_is_unreachable() -> None:
+    call = CallDriver(Plan(route="main-line", steps=()))
+    call.start()
+    assert call.refusal() == Refuse(503, 41)
