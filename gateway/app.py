@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 # slower on this wheel: about 20 ms p50.)
 POLL_BUSY = 0.001
 POLL_IDLE = 0.02
-DRAIN_LEGS_S = 3.0  # after hang-up, how long to wait for legs to end
+DRAIN_LEGS_S = 5.0  # after hang-up: legs end, a voicemail commits its message
 
 
 def setup_logging(level: str) -> None:
@@ -215,7 +215,12 @@ class Gateway:
             lambda: self.switchboard.active_calls > 0, self.settings.shutdown_grace
         )
         self.switchboard.hang_up_everything()
-        await self._pump_while(lambda: self.engine.legs_in_use() > 0, DRAIN_LEGS_S)
+        # A call is over only once its session ended: a voicemail being taken
+        # still has to stop its recorder and commit the message to the spool.
+        await self._pump_while(
+            lambda: self.switchboard.active_calls > 0 or self.engine.legs_in_use() > 0,
+            DRAIN_LEGS_S,
+        )
         self.registration.stop()
         await self._pump_while(lambda: self.registration.state == "registered", 2.0)
 

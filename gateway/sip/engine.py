@@ -194,6 +194,10 @@ class SipEngine:
         """Tear down pjsua; every leg must be gone (see ``hang_up_all``)."""
         if self._ep is None:
             return
+        # Players and recorders must leave the conference bridge before pjsua
+        # goes: destroying it under a live recorder trips a pjmedia assert.
+        for call_id in list(self._media):
+            self.stop_media(call_id)
         if self._trunk is not None:
             self._trunk.shutdown()
             self._trunk = None

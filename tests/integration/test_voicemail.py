@@ -429,12 +429,6 @@ def test_silence_or_the_length_limit_ends_the_recording(
     assert abs(seconds - expected_s) < 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py _shutdown: after hang_up_everything it drains legs only, not the voicemail "
-    "task; the engine is destroyed under a live recorder (pjmedia assert, SIGABRT) and the "
-    "recording is never committed",
-)
 def test_sigterm_during_a_message_keeps_it_and_exits_cleanly(
     sipp: SippFactory, gateway_dir: Path, mail: MailServer
 ) -> None:
