@@ -1,16 +1,19 @@
-"""The far side of ``sip-failover demo``: the trunk, its operator, anna, a customer.
+"""The far side of ``sip-failover demo``: the trunk, its operator, anna, two customers.
 
 One pjsua2 endpoint in its own process (pjsua2 allows one per process, and a
 pjlib assert aborts the whole process) listening on one loopback port, which
-the demo gateway uses as its trunk. It plays three parts:
+the demo gateway uses as its trunk. It plays these parts, in two calls:
 
 - the operator that lost the main mobile: every INVITE for ``MAIN_NUMBER``
   gets ``404 Not Found`` with ``Reason: Q.850;cause=1`` (unallocated number);
-- anna's backup mobile: rings (180), answers after ``ANNA_ANSWERS_AFTER_S``,
-  then plays a tone;
+- anna's backup mobile: on the first call it rings (180), answers after
+  ``ANNA_ANSWERS_AFTER_S`` and plays a tone; on the second it is busy (486);
 - a customer who dials the public number at the gateway, plays a tone of
   their own, checks that anna's audio reaches them and hangs up after
-  ``TALK_S`` seconds.
+  ``TALK_S`` seconds;
+- ``PAUSE_S`` later, a second customer, who gets the voicemail: hears the
+  greeting and the beep (``greeting.wav`` in the demo's folder, to know when
+  to talk), says ``caller.wav`` and hangs up.
 
 It prints one JSON object per thing that happened on its stdout (``t`` is
 ``time.time()``); everything pjsua prints goes to stderr. pjsua2 traps kept
@@ -19,7 +22,7 @@ here (pjsua2 2.15 ``call.cpp``): nothing is answered inside
 stays referenced until its DISCONNECTED callback, and no exception ever
 leaves a callback (it would terminate the process).
 
-Run as ``python -m gateway.demo_peers PORT GATEWAY_HOST:PORT``.
+Run as ``python -m gateway.demo_peers PORT GATEWAY_HOST:PORT FOLDER``.
 """
 
 from __future__ import annotations
@@ -32,11 +35,19 @@ import os
 import sys
 import time
 import traceback
+import wave
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
-from gateway.demo import ANNA_NUMBER, CALLER_NUMBER, MAIN_NUMBER, PUBLIC_NUMBER
+from gateway.demo import (
+    ANNA_NUMBER,
+    CALLER_NUMBER,
+    MAIN_NUMBER,
+    PUBLIC_NUMBER,
+    SECOND_CALLER_NUMBER,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +55,12 @@ if TYPE_CHECKING:
 ANNA_ANSWERS_AFTER_S = 1.5
 TALK_S = 3.0
 LISTEN_AFTER_S = 0.8  # connected this long before the audio is judged
-RUN_LIMIT_S = 20.0  # the whole far side gives up after this long
+PAUSE_S = 1.0  # between the first call's end and the second customer's INVITE
+BEEP_S = 0.4  # gateway/assets/beep.wav, played right after the greeting
+LEAD_S = 0.35  # the second caller starts talking this long after the beep
+HANG_UP_AFTER_S = 0.2  # ... and hangs up this long after the last word
+SAMPLE_S = 0.1  # how often the second caller reads the level of what it hears
+RUN_LIMIT_S = 25.0  # the whole far side gives up after this long
 UNASSIGNED_REASON = 'Q.850;cause=1;text="Unallocated number"'
 _CALLER_TONE_HZ, _ANNA_TONE_HZ = 440, 660
 _WHOSE = {MAIN_NUMBER: "its operator", ANNA_NUMBER: "anna's mobile"}
@@ -63,22 +79,25 @@ def _guarded(func: Callable[..., None]) -> Callable[..., None]:
 class Peers:
     """The endpoint, the calls and the few timers of the far side."""
 
-    def __init__(self, out: IO[str], port: int, gateway: str) -> None:
+    def __init__(self, out: IO[str], port: int, gateway: str, folder: Path) -> None:
         self.out = out
         self.port = port
         self.gateway = gateway
+        self.folder = folder
         self.ep = pj.Endpoint()
-        self.account: _Account | None = None
+        self.accounts: list[_Account] = []  # one per customer; the first takes INVITEs
         self.calls: dict[int, _PeerCall] = {}  # by id(call), held until DISCONNECTED
         self.pending: list[_PeerCall] = []  # incoming calls to answer after the poll
         self.timers: list[tuple[float, Callable[[], None]]] = []
-        self.tones: list[pj.ToneGenerator] = []
+        self.media: list[Any] = []  # tone generators and players, kept while they play
         self.caller: _PeerCall | None = None
+        self.act = 1  # which customer's call is on
+        self.spoke_at: float | None = None  # when the second caller started talking
         self.finished = False
 
     def emit(self, event: str, text: str | None = None, **data: object) -> None:
-        """One line of JSON: when, what, the timeline's words for it, details."""
-        line = {"t": time.time(), "event": event, "text": text, **data}
+        """One line of JSON: when, what, the timeline's words for it, which call, details."""
+        line = {"t": time.time(), "event": event, "text": text, "act": self.act, **data}
         self.out.write(json.dumps(line) + "\n")
 
     def after(self, delay: float, action: Callable[[], None]) -> None:
@@ -106,11 +125,13 @@ class Peers:
         transport.boundAddress = "127.0.0.1"
         self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
         self.ep.libStart()
-        acfg = pj.AccountConfig()
-        acfg.idUri = f"sip:{CALLER_NUMBER}@127.0.0.1:{self.port}"
-        acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
-        self.account = _Account(self)
-        self.account.create(acfg, True)
+        for number in (CALLER_NUMBER, SECOND_CALLER_NUMBER):
+            acfg = pj.AccountConfig()
+            acfg.idUri = f"sip:{number}@127.0.0.1:{self.port}"  # the caller's From
+            acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+            account = _Account(self)
+            account.create(acfg, not self.accounts)
+            self.accounts.append(account)
         self.emit("ready", port=self.port)
 
     def run(self) -> bool:
@@ -135,10 +156,10 @@ class Peers:
         self.calls.clear()
         self.pending.clear()
         self.timers.clear()
-        self.tones.clear()
+        self.media.clear()
         gc.collect()
-        if self.account is not None:
-            self.account.shutdown()
+        for account in self.accounts:
+            account.shutdown()
         with contextlib.suppress(pj.Error):
             self.ep.libDestroy()
 
@@ -160,17 +181,62 @@ class Peers:
     # -- the customer ------------------------------------------------------------
 
     def dial(self) -> None:
-        assert self.account is not None
-        call = _PeerCall(self, "caller", self.account)
+        call = _PeerCall(self, "caller", self.accounts[self.act - 1])
         self.caller = call
-        text = f"caller {CALLER_NUMBER} dials {PUBLIC_NUMBER} (the number on every invoice)"
+        number = CALLER_NUMBER if self.act == 1 else SECOND_CALLER_NUMBER
+        text = f"caller {number} dials {PUBLIC_NUMBER} (the number on every invoice)"
         self.emit("dial", text)
         call.makeCall(f"sip:{PUBLIC_NUMBER}@{self.gateway}", pj.CallOpParam(True))
         self.calls[id(call)] = call
 
     def on_connected(self) -> None:
-        self.after(LISTEN_AFTER_S, self.judge_audio)
-        self.after(TALK_S, self.hang_up)
+        if self.act == 1:
+            self.after(LISTEN_AFTER_S, self.judge_audio)
+            self.after(TALK_S, self.hang_up)
+            return
+        # The voicemail: the greeting starts as soon as the caller's audio is up.
+        greeting, speech = (_wav_seconds(self.folder / name) for name in ("greeting", "caller"))
+        self.listen_for("greeting", SAMPLE_S * 2, greeting - SAMPLE_S)
+        self.listen_for("beep", greeting + SAMPLE_S, greeting + BEEP_S - SAMPLE_S)
+        talk_at = greeting + BEEP_S + LEAD_S
+        self.after(talk_at, self.speak)
+        self.after(talk_at + speech + HANG_UP_AFTER_S, self.hang_up)
+
+    def on_caller_ended(self) -> None:
+        self.caller = None
+        if self.act == 1:
+            self.act = 2
+            self.after(PAUSE_S, self.dial)
+        else:
+            self.finished = True
+
+    def listen_for(self, what: str, start: float, end: float) -> None:
+        """Read what the caller hears from ``start`` to ``end`` s; say the loudest."""
+        levels: list[int] = []
+
+        def sample() -> None:
+            levels.append(self.caller.heard_level() if self.caller is not None else 0)
+
+        def tell() -> None:
+            level = max(levels, default=0)
+            text = f"caller hears the {what} (level {level})"
+            self.emit("heard", text, role="caller", code=what, level=level)
+
+        for k in range(int((end - start) / SAMPLE_S) + 1):
+            self.after(start + k * SAMPLE_S, sample)
+        self.after(end + SAMPLE_S / 2, tell)
+
+    def speak(self) -> None:
+        """The second caller says its message (a recorded voice) into the call."""
+        if self.caller is None or id(self.caller) not in self.calls:
+            return
+        player = pj.AudioMediaPlayer()
+        player.createPlayer(str(self.folder / "caller.wav"), pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(self.caller.getAudioMedia(-1))
+        self.media.append(player)
+        self.spoke_at = time.monotonic()
+        seconds = _wav_seconds(self.folder / "caller")
+        self.emit("speak", f"caller speaks: {seconds:.1f} s of recorded words", role="caller")
 
     def judge_audio(self) -> None:
         """What each side hears: the level of what it receives, and packets."""
@@ -188,7 +254,9 @@ class Peers:
 
     def hang_up(self) -> None:
         if self.caller is not None and id(self.caller) in self.calls:
-            self.emit("hangup", "caller hangs up", role="caller")
+            spoke = None if self.spoke_at is None else time.monotonic() - self.spoke_at
+            said = "" if spoke is None else f" after talking {spoke:.1f} s"
+            self.emit("hangup", f"caller hangs up{said}", role="caller", spoke=spoke)
             self.caller.hangup(pj.CallOpParam())
 
     # -- the operator and anna -------------------------------------------------------
@@ -198,7 +266,9 @@ class Peers:
         for call in calls:
             if id(call) not in self.calls:  # already gone (CANCEL crossed the poll)
                 continue
-            if call.role == "anna":
+            if call.role == "anna" and call.act == 2:  # on another call by now
+                self._reply(call, 486, "Busy Here")
+            elif call.role == "anna":
                 self._reply(call, 180, "Ringing")
                 # By key: a timer must not hold a Call past DISCONNECTED (module doc).
                 self.after(ANNA_ANSWERS_AFTER_S, functools.partial(self._answer, id(call)))
@@ -218,7 +288,7 @@ class Peers:
             call.answer(prm)
         said = f"{code} {reason}" + "".join(f", {name}: {value}" for name, value in header)
         who = "operator" if call.role == "operator" else "anna's mobile"
-        self.emit("reply", f"{who}: {said}", role=call.role, code=code)
+        self.emit("reply", f"{who}: {said}", role=call.role, code=code, act=call.act)
 
     def _answer(self, key: int) -> None:
         call = self.calls.get(key)
@@ -239,7 +309,11 @@ class Peers:
         tone.startTransmit(audio)
         # The bridge reads (and measures) a call's audio only while it has a listener.
         audio.startTransmit(self.ep.audDevManager().getPlaybackDevMedia())
-        self.tones.append(tone)
+        self.media.append(tone)
+
+    def listen(self, call: _PeerCall) -> None:
+        """Only listen: the bridge measures a call's audio only while it has a listener."""
+        call.getAudioMedia(-1).startTransmit(self.ep.audDevManager().getPlaybackDevMedia())
 
 
 class _Account(pj.Account):  # type: ignore[misc]
@@ -264,12 +338,15 @@ class _PeerCall(pj.Call):  # type: ignore[misc]
         super().__init__(account, call_id)
         self.peers = peers
         self.role = role
+        self.act = peers.act
         self.rang = False
         self.early_media = False
 
     def _connected_text(self) -> str | None:
         if self.role != "caller":
             return None
+        if self.act == 2:
+            return "caller connected to the gateway's voicemail"
         heard = "audio before the answer!" if self.early_media else "ringback, never the operator"
         return f"caller connected to anna (until then: {heard})"
 
@@ -302,19 +379,20 @@ class _PeerCall(pj.Call):  # type: ignore[misc]
                 "ringback", f"caller hears ringback ({code} from the gateway)", role="caller"
             )
         elif info.state == pj.PJSIP_INV_STATE_CONFIRMED:
-            self.peers.emit("connected", self._connected_text(), role=self.role)
+            self.peers.emit("connected", self._connected_text(), role=self.role, act=self.act)
             if self.role == "caller":
                 self.peers.on_connected()
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.peers.calls.pop(id(self), None)  # the last reference (module doc)
             talk = info.connectDuration.sec + info.connectDuration.msec / 1000
-            text = f"anna's call ended ({talk:.1f} s of talk)" if self.role == "anna" else None
+            answered = self.role == "anna" and talk > 0  # not the busy one
+            text = f"anna's call ended ({talk:.1f} s of talk)" if answered else None
             if self.role == "caller" and info.lastStatusCode >= 300:
                 text = f"caller gets {info.lastStatusCode} {info.lastReason} from the gateway"
-            self.peers.emit("ended", text, role=self.role, code=int(info.lastStatusCode))
+            code = int(info.lastStatusCode)
+            self.peers.emit("ended", text, role=self.role, code=code, act=self.act)
             if self.role == "caller":
-                self.peers.caller = None
-                self.peers.finished = True
+                self.peers.on_caller_ended()
 
     @_guarded
     def onCallMediaState(self, prm: Any) -> None:
@@ -330,7 +408,15 @@ class _PeerCall(pj.Call):  # type: ignore[misc]
             self.early_media = True
             # The gateway must never connect audio before an answer (DESIGN.md).
             self.peers.emit("early_media", "caller: audio before anyone answered!", role="caller")
-        self.peers.play_tone(self)
+        if self.act == 2:  # the second caller talks only after the beep
+            self.peers.listen(self)
+        else:
+            self.peers.play_tone(self)
+
+
+def _wav_seconds(stem: Path) -> float:
+    with wave.open(str(stem.with_suffix(".wav")), "rb") as audio:
+        return audio.getnframes() / audio.getframerate()
 
 
 def main(argv: list[str]) -> int:
@@ -338,7 +424,7 @@ def main(argv: list[str]) -> int:
     # pjlib prints on the C stdout: keep that for the JSON lines only.
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    peers = Peers(out, int(argv[0]), argv[1])
+    peers = Peers(out, int(argv[0]), argv[1], Path(argv[2]))
     try:
         peers.start()
         ok = peers.run()

@@ -1,11 +1,12 @@
 """``sip-failover demo``: the story a newcomer sees, and a clear failure when it breaks.
 
-The demo runs the real gateway and a pjsua2 far side as processes on loopback;
-these tests need nothing else (no SIPp, no broker, no mail server).
+The demo runs the real gateway and a pjsua2 far side as processes on loopback,
+and its own mail server; these tests need nothing else (no SIPp, no broker).
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,13 @@ def _time_of(line: str) -> float:
     return float(line.split(maxsplit=1)[0])
 
 
-def test_demo_command_shows_the_call_failing_over_to_anna_who_talks_with_the_caller() -> None:
+def _number(pattern: str, line: str) -> float:
+    found = re.search(pattern, line)
+    assert found, f"{pattern!r} not in {line!r}"
+    return float(found[1])
+
+
+def test_demo_command_shows_failover_to_anna_then_a_voicemail_that_is_mailed() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "demo", "--quiet"],
         cwd=ROOT,
@@ -71,7 +78,38 @@ def test_demo_command_shows_the_call_failing_over_to_anna_who_talks_with_the_cal
     assert "level 0," not in audio
     _line_with(lines, "failover:", "ms from the operator's 404 to anna's INVITE")
     assert "early" not in done.stdout
-    # --quiet: the timeline only, no introduction.
+    # The admin is told the main line is lost, by mail.
+    _line_with(lines, "mail server: to admin@example.com:", "office-mobile", "UNASSIGNED")
+
+    # The second call: the lost line is left out, anna is busy, voicemail takes it.
+    second = lines[lines.index(_line_with(lines, "+32470888888 dials +3225550100")) :]
+    skipped = _line_with(second, "ring anna", "office-mobile left out", "unassigned")
+    busy = _line_with(second, "anna's mobile: 486 Busy Here")
+    to_voicemail = _line_with(second, "failover anna -> voicemail:main", "busy", "486")
+    greeting = _line_with(second, "caller hears the greeting")
+    beep = _line_with(second, "caller hears the beep")
+    hangup = _line_with(second, "caller hangs up after talking")
+    saved = _line_with(second, "gateway: voicemail from +32470888888 saved")
+    ended = _line_with(second, "call ended (voicemail")
+    mailed = _line_with(second, "mail server: to office@example.com:", "Voicemail from")
+    steps = (second[0], skipped, busy, to_voicemail, greeting, beep, hangup, saved, ended, mailed)
+    times = [_time_of(line) for line in steps]
+    assert times == sorted(times)
+    assert not [line for line in second if "office-mobile +32470000001" in line]
+    assert _number(r"level (\d+)", greeting) > 0
+    assert _number(r"level (\d+)", beep) > 0
+
+    # The mail as the mail server got it, its recording as long as the caller talked.
+    mail = second[second.index(_line_with(second, "as the mail server received it")) :]
+    _line_with(mail, "From:", "sip-failover@example.com")
+    _line_with(mail, "To:", "office@example.com")
+    _line_with(mail, "Subject:", "Voicemail from +32470888888", "anna busy")
+    _line_with(mail, "| +32470888888 left a voicemail for +3225550100.")
+    attached = _line_with(mail, "attached: voicemail-", "+32470888888.wav")
+    assert _number(r", ([\d.]+) kB", attached) > 10  # real audio, not a bare header
+    talked = _number(r"after talking ([\d.]+) s", hangup)
+    assert abs(_number(r"kB, ([\d.]+) s of audio", attached) - talked) <= 1.0
+    # --quiet: the timeline and the mail only, no introduction.
     assert "Watch a customer" not in done.stdout
 
 
@@ -91,3 +129,4 @@ def test_demo_fails_loudly_when_the_gateway_does_not_fail_over(
     assert "operator: 404 Not Found" in captured.out
     assert "caller gets 404" in captured.out
     assert "failover: " not in captured.out
+    assert "as the mail server received it" not in captured.out
