@@ -510,7 +510,7 @@ def _play(run: Run, rules: str, say: Callable[[str], None]) -> int:
     run.take_until(lambda: "ready" in facts or "gateway" in run.closed, READY_LIMIT_S, "ready")
     if "ready" not in facts:
         raise DemoError(f"the gateway did not start (exit {gateway.wait(STOP_LIMIT_S)})")
-    say(f"gateway  127.0.0.1:{sip_port}  rings office-mobile {MAIN_NUMBER}, then anna")
+    say(f"gateway  127.0.0.1:{sip_port}  rings office-mobile {MAIN_NUMBER}, anna, then voicemail")
     say(f"trunk    127.0.0.1:{trunk_port}  plays its operator, anna's mobile and two customers")
     say(f"mail     127.0.0.1:{run.smtp_port}  receives what the gateway mails\n")
     peers_args = ["-m", "gateway.demo_peers", str(trunk_port), f"127.0.0.1:{sip_port}", run.tmp]
