@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="serve calls (settings from SIP_FAILOVER_* / .env)")
     demo = sub.add_parser("demo", help="replay the 'operator lost our number' outage on loopback")
-    demo.add_argument("--quiet", action="store_true", help="only the call's timeline")
+    demo.add_argument("--quiet", action="store_true", help="only the timeline and the mail")
     check = sub.add_parser("check", help="check rules files; one file:line: message per problem")
     check.add_argument("rules", nargs="+", type=Path)
     explain = sub.add_parser("explain", help="which route and steps a call would take")

@@ -42,6 +42,7 @@ class Registration:
         self.state = "unregistered" if self.enabled else "disabled"
         self.attempt = 0
         self.stopping = False
+        self._unregister_pending = False  # the unREGISTER waits for a REGISTER in flight
         self._retry: asyncio.TimerHandle | None = None
         self.since = datetime.now(UTC)
 
@@ -51,6 +52,9 @@ class Registration:
 
     def on_signal(self, sig: RegistrationSignal) -> None:
         """pjsua reported the outcome of a REGISTER (after any 401 challenge)."""
+        if self._unregister_pending and sig.active:
+            # The refresh that was in flight at shutdown is answered: unregister now.
+            self._unregister_pending = not self.engine.set_registration(False)
         if sig.active and 200 <= sig.code < 300:
             self.attempt = 0
             self._publish("registered", sig.code, sig.reason, sig.expires)
@@ -83,7 +87,7 @@ class Registration:
         if self._retry is not None:
             self._retry.cancel()
         if self.enabled and self.state == "registered":
-            self.engine.set_registration(False)
+            self._unregister_pending = not self.engine.set_registration(False)
 
     def _publish(self, state: str, code: int, reason: str, expires: int) -> None:
         changed = state != self.state

@@ -214,10 +214,22 @@ class SipEngine:
 
     # -- registration ----------------------------------------------------------
 
-    def set_registration(self, active: bool) -> None:
-        """(Re)send REGISTER, or unREGISTER (Expires: 0)."""
-        if self._trunk is not None and self.settings.trunk.register_enabled:
+    def set_registration(self, active: bool) -> bool:
+        """(Re)send REGISTER, or unREGISTER (Expires: 0).
+
+        Returns:
+            False when pjsua could not send it now, e.g. ``PJSIP_EBUSY`` while
+            a refresh REGISTER is still in flight; the caller tries again when
+            that one has been answered.
+        """
+        if self._trunk is None or not self.settings.trunk.register_enabled:
+            return False
+        try:
             self._trunk.setRegistration(active)
+        except pj.Error as err:
+            logger.info("REGISTER not sent now: {}", err.info())
+            return False
+        return True
 
     def send_options(self, uri: str) -> bool:
         """Send an out-of-dialog OPTIONS (a probe); the answer comes as OptionsSignal."""

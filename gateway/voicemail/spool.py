@@ -332,7 +332,7 @@ class Spool:
                 self._finish_failing(record.stem)
             return None
         audio = record.with_suffix(".wav")
-        if not audio.exists():
+        if meta.kind == "voicemail" and not audio.exists():  # an alert has no audio by design
             logger.error("voicemail {}: audio {} is missing; mailing the details", meta.id, audio)
         return SpooledMessage(meta, retry, audio)
 

@@ -135,6 +135,7 @@ def test_mqtt_mode_force_backup_skips_the_main_line_until_switched_back(
         main.wait().assert_success()
         events = [line for line in gateway.log.splitlines() if "event rules.mode" in line]
         assert [json.loads(line.split("event rules.mode ", 1)[1]) for line in events] == [
+            {"mode": "normal", "source": "file"},  # at start
             {"mode": "force-backup", "source": "mqtt"},
             {"mode": "normal", "source": "file"},
         ]

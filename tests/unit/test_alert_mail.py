@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from loguru import logger
+
 from gateway.voicemail.message import compose
 from gateway.voicemail.spool import Spool, VoicemailMeta
 
@@ -49,3 +51,15 @@ def test_the_alert_mail_says_what_changed_and_has_no_attachment() -> None:
     assert TEXT in body
     assert "10:42:05 (Europe/Brussels)" in body
     assert "recording was lost" not in body
+
+
+def test_an_alert_without_audio_is_not_reported_as_lost(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.commit_notice(alert(spool.reserve("alert").id))
+    logged: list[str] = []
+    sink = logger.add(logged.append, level="ERROR")
+    try:
+        assert len(Spool(tmp_path).pending()) == 1
+    finally:
+        logger.remove(sink)
+    assert logged == []
