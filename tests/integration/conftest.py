@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 import pytest
+from mailserver import MailServer
 from sipp import Sipp, free_media_port, sipp_available
 
 if TYPE_CHECKING:
@@ -51,3 +52,11 @@ def media_port() -> int:
 def gateway_dir(tmp_path: Path) -> Path:
     """Where a test's gateway keeps its rules, state and log."""
     return tmp_path / "gateway"
+
+
+@pytest.fixture
+def mail() -> Iterator[MailServer]:
+    """A real SMTP server (aiosmtpd) on a free loopback port; start it in the test."""
+    server = MailServer()
+    yield server
+    server.stop()

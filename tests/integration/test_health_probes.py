@@ -23,12 +23,15 @@ from gateway_process import REPO, GatewayProcess
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from email.message import EmailMessage
     from pathlib import Path
 
     from conftest import SippFactory
+    from mailserver import MailServer
     from sipp import Sipp, SippResult
 
 pytestmark = pytest.mark.integration
+ADMIN = "admin@example.com"
 CALLED = "+3225550100"
 MAIN_NUMBER = "+32470000001"
 _EVENT = re.compile(r" event (\S+) (\{.*\})$", re.MULTILINE)
@@ -86,10 +89,20 @@ def rules_text(targets: dict[str, str], health: dict[str, str], ring: str = "mai
     lines += ["routes:", "  - name: main-line", f'    match: {{to: "{CALLED}"}}', "    steps:"]
     lines += [f"      - {{ring: {ring}, timeout: 1s, early_media_timeout: 1s}}"]
     lines += ["      - {ring: backup, timeout: 5s}"] if "backup" in targets else []
-    lines += ["alerts: {coalesce: 1s}"]  # an alert 1 s after the last change
+    lines += [f"alerts: {{email: [{ADMIN}], coalesce: 1s}}"]  # mail 1 s after the last change
     lines += ["health:"] if health else []
     lines += [f"  {name}: {spec}" for name, spec in health.items()]
     return "\n".join(lines) + "\n"
+
+
+def mails_to_admin(mail: MailServer, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+    """Wait (bounded) until the admin has ``count`` alert mails; return them in order."""
+    deadline = time.monotonic() + timeout
+    while len(mail.inbox.accepted) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    got = [m for m in mail.inbox.accepted if m["To"] == ADMIN]
+    assert len(got) == count, f"{len(got)} alert mails, wanted {count}"
+    return got
 
 
 def call_through(sipp: SippFactory, gateway: GatewayProcess) -> SippResult:
@@ -106,14 +119,17 @@ def swap(sipp: SippFactory, old: Sipp, scenario: str, **keys: str | int) -> Sipp
     return sipp(scenario, port=old.port, calls=None, timeout_s=60, keys=keys).start()
 
 
-def test_dead_main_line_is_skipped_until_it_recovers(sipp: SippFactory, gateway_dir: Path) -> None:
+def test_dead_main_line_is_skipped_until_it_recovers(
+    sipp: SippFactory, gateway_dir: Path, mail: MailServer
+) -> None:
     operator = sipp("phone_ring_forever", calls=None, timeout_s=60).start()
     backup = sipp("phone_answer", calls=None, timeout_s=80, keys={"answer_ms": 50}).start()
     rules = rules_text(
         {"main": f'{{number: "{MAIN_NUMBER}"}}', "backup": f'{{uri: "sip:b@{backup.address}"}}'},
         {"main": "{probe: call, every: 1s, down_after: 2, up_after: 1}"},
     )
-    with GatewayProcess(gateway_dir, rules, proxy=operator.address) as gateway:
+    mail.start()
+    with GatewayProcess(gateway_dir, rules, proxy=operator.address, env=mail.env()) as gateway:
         wait_for(gateway, "target.health", health_is("main", "up"), 15)
         probes_before = gateway.log.count("call probe probe-")
         lost_at = datetime.now().astimezone()
@@ -124,6 +140,9 @@ def test_dead_main_line_is_skipped_until_it_recovers(sipp: SippFactory, gateway_
         detected_s = (datetime.fromisoformat(dead["since"]) - lost_at).total_seconds()
         alert = wait_for(gateway, "health.alert", health_is("main", "unassigned"), 10)
         assert "UNASSIGNED" in alert["text"]
+        (lost,) = mails_to_admin(mail, 1)
+        # (An encoded, folded subject may come back with a doubled space.)
+        assert lost["Subject"].split() == f"sip-failover: {alert['text']}".split()
 
         callers = [call_through(sipp, gateway) for _ in range(5)]
         steps = events(gateway, "call.step")
@@ -137,6 +156,8 @@ def test_dead_main_line_is_skipped_until_it_recovers(sipp: SippFactory, gateway_
         wait_for(gateway, "target.health", health_is("main", "up"), 15)
         back = wait_for(gateway, "health.alert", health_is("main", "up"), 10)
         assert back["previous"] == "unassigned"
+        recovered = mails_to_admin(mail, 2)[1]
+        assert "is UP again" in recovered["Subject"]
         call_through(sipp, gateway)
         assert events(gateway, "call.step")[5]["targets"] == ["main"], "the main line was skipped"
     gateway.assert_clean_exit()
