@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
-from gateway.demo import (
+from gateway.demo_story import (
     ANNA_NUMBER,
     CALLER_NUMBER,
     MAIN_NUMBER,

@@ -337,13 +337,22 @@ class CallSession:
         )
 
     def _why(self) -> str:
-        """Why the call came to voicemail, in words for the mail subject."""
+        """Why the call came to voicemail, in words for the mail subject.
+
+        E.g. "office-mobile known dead (skipped), anna busy".
+        """
+        skipped = [
+            f"{name} known dead (skipped)"
+            for step in self.plan.steps
+            if isinstance(step, RingPlan)
+            for name in step.skipped
+        ]
         reasons = [
             f"{leg.target.name} {leg.outcome.value.replace('_', ' ')}"
             for leg in self._legs.values()
             if leg.outcome is not None
         ]
-        return ", ".join(reasons) if reasons else "no one to ring"
+        return ", ".join(dict.fromkeys(skipped + reasons)) or "no one to ring"
 
 
 _Transition = Callable[[CallSession, Event, float], list[Action]]

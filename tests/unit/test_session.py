@@ -22,7 +22,7 @@ from gateway.core.actions import (
 )
 from gateway.core.causes import FAILURES, Outcome, classify, response_for
 from gateway.core.events import LegAnswered, LegEnded, LegFailed, LegProgress, VoicemailEnded
-from gateway.core.plan import Plan, RingMode
+from gateway.core.plan import Dial, Plan, RingMode, RingPlan
 from gateway.core.session import CallState
 from gateway.core.step import StepRun
 
@@ -664,3 +664,12 @@ def test_nothing_left_to_ring_in_normal_mode_is_unreachable() -> None:
     call = CallDriver(Plan(route="main-line", steps=()))
     call.start()
     assert call.refusal() == Refuse(503, 41)
+
+
+def test_voicemail_says_which_dead_targets_were_skipped() -> None:
+    skipped = RingPlan(RingMode.ONE, (Dial("anna", number="+32480000002"),), skipped=("office",))
+    call = CallDriver(Plan(route="main-line", steps=(skipped, voicemail("main"))))
+    call.start()
+    call.fail("anna", 486)
+    (start,) = [a for a in call.actions if isinstance(a, StartVoicemail)]
+    assert start.why == "office known dead (skipped), anna busy"

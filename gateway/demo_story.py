@@ -1,0 +1,305 @@
+"""The demo's story: what each side reported, in order, and what it proves.
+
+Pure bookkeeping for ``sip-failover demo`` (gateway/demo.py runs the
+processes): lines from the gateway's log and the far side's JSON become one
+timeline, and the facts they carry are checked against the story the demo
+tells (failover on "unassigned", audio both ways, the alert, the voicemail
+and its mail).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import wave
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+MAIN_NUMBER = "+32470000001"  # office-mobile: the number the operator lost
+ANNA_NUMBER = "+32480000002"  # anna's mobile: the backup
+CALLER_NUMBER = "+32470999999"  # a customer
+SECOND_CALLER_NUMBER = "+32470888888"  # another customer, who leaves a message
+PUBLIC_NUMBER = "+3225550100"  # the number on every invoice
+MAIL_FROM = "sip-failover@example.com"
+HOLD_S = 0.05  # timeline lines wait this long for lines from the other side
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3,6}) (\w+)\s+(.*)$")
+_RINGING = re.compile(r"^call (\S+): ringing (\S+) \((\S+)\)$")
+_PROBE = re.compile(r"^probe of (\S+): (.*)$")
+Entry = tuple[float, str, str | None]  # time, text, the far side's event it answers
+_ROLE = {"office-mobile": "operator"}  # the far side's name for a target, when not its own
+
+# Timeline text of the gateway's status events (gateway/core/session.py), and
+# the far side's event each one answers (see Timeline).
+_GATEWAY_TEXT = {
+    "call.incoming": ("call from {caller} for {called} takes route {route}", "dial:None"),
+    "call.failover": ("failover {from} -> {to} ({outcome}, {sip_code}{cause})", "reply:{role}"),
+    "call.leg": ("{target} answered; connecting the caller to {target}", "reply:anna:200"),
+    "call.step": ("step {n}: voicemail {box}: greeting, beep, then record", None),
+    "call.ended": ("call ended ({result}, {duration:.1f} s in all)", "hangup:caller"),
+    "target.health": ("{target} is now {state} ({evidence[text]}), says its health", None),
+    "voicemail.recorded": ("voicemail from {caller} saved ({duration:.1f} s)", "hangup:caller"),
+    "voicemail.dropped": ("no voicemail from {caller}: {why}", None),
+    "voicemail.failed": ("voicemail {id} not mailed yet: {error}", None),
+    "voicemail.delivered": ("voicemail mailed to {to}", None),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """A mail the demo's mail server accepted."""
+
+    at: float
+    mail: EmailMessage
+
+    def wav(self) -> tuple[str, int, float] | None:
+        """The attached recording: name, size in bytes, seconds; None without one."""
+        for part in self.mail.iter_attachments():
+            name, data = part.get_filename() or "", part.get_content()
+            if name.endswith(".wav") and isinstance(data, bytes):
+                with wave.open(io.BytesIO(data), "rb") as audio:
+                    return name, len(data), audio.getnframes() / audio.getframerate()
+        return None
+
+    def text(self) -> str:
+        body = self.mail.get_body(("plain",))
+        return str(body.get_content()) if body is not None else ""
+
+
+class Story:
+    """What both sides reported: timeline text, and the facts checked at the end.
+
+    ``facts`` are the run's (ready, health, mails); ``acts[0]`` and ``acts[1]``
+    those of the first and the second call, keyed as the far side's events
+    (``reply:anna:486``) or the gateway's (``call.ended``).
+    """
+
+    def __init__(self) -> None:
+        self.t0: float | None = None  # the first caller's INVITE
+        self.facts: dict[str, Any] = {"health": {}, "mails": []}
+        self.acts: list[dict[str, Any]] = [{}, {}]
+        self.act_of: dict[str, int] = {}  # call id -> 1 or 2
+
+    def gateway_line(self, line: str) -> Entry | None:
+        """A line of the gateway's log as a timeline entry, if it is one."""
+        match = _LOG_LINE.match(line)
+        if match is None:
+            return None
+        # The gateway runs with TZ=UTC: its log times are UTC, to the millisecond.
+        when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        at, level, message = when.timestamp(), match[2], match[3]
+        if "ready listen=" in message:
+            self.facts["ready"] = at
+        if message.startswith("event "):
+            kind, _, data = message.removeprefix("event ").partition(" ")
+            return self._gateway_event(at, kind, json.loads(data))
+        ringing, probe = _RINGING.match(message), _PROBE.match(message)
+        if ringing:  # logged just before the INVITE goes out
+            return self._ringing(at, self.act_of.get(ringing[1], 1), ringing[2], ringing[3])
+        if probe:  # rare in the demo (probes are hours apart), but real
+            return at, f"gateway: probe of {probe[1]}: {probe[2]}", None
+        if level in {"ERROR", "CRITICAL"}:  # warnings are in the log tail when it fails
+            return at, f"gateway {level.lower()}: {message}", None
+        return None
+
+    def _ringing(self, at: float, act: int, target: str, number: str) -> Entry:
+        facts = self.acts[act - 1]
+        facts.setdefault("ring_at", {})[target] = at
+        step = facts.get("step", 0)
+        text = f"gateway: step {step + 1}: ring {target} {number}"
+        dead = [n for n, s in self.facts["health"].items() if s in {"unassigned", "down"}]
+        if step == 0 and dead and target not in dead:
+            text += f" ({', '.join(dead)} left out: its health is {self.facts['health'][dead[0]]})"
+        cause = "dial:None" if step == 0 else "reply:" + facts.get("failed_role", "")
+        return at, text, f"{act}:{cause}"
+
+    def _gateway_event(self, at: float, kind: str, data: dict[str, Any]) -> Entry | None:
+        """Note a status event; its timeline entry if the timeline shows it."""
+        if kind == "call.incoming":
+            self.act_of[data["call_id"]] = min(len(self.act_of) + 1, 2)
+        act = self.act_of.get(data.get("call_id", ""), 0)
+        if kind == "voicemail.recorded":
+            self.facts["voicemail_ids"] = {*self.facts.get("voicemail_ids", ()), data["id"]}
+        shown = self._note(kind, data, at, act)
+        if kind not in _GATEWAY_TEXT or not shown:
+            return None
+        facts = self.acts[act - 1] if act else self.facts
+        text, cause = _GATEWAY_TEXT[kind]
+        if cause is not None and act:
+            cause = f"{act}:{cause.format(**facts[kind])}"
+        return at, "gateway: " + text.format(**facts[kind]), cause if act else None
+
+    def _note(self, kind: str, data: dict[str, Any], at: float, act: int) -> bool:
+        """Keep an event's facts; whether the timeline shows it."""
+        facts = self.acts[act - 1] if act else self.facts
+        shown = True
+        if kind == "call.step":
+            facts["step"] = int(data["step"])
+            shown = data["kind"] == "voicemail"
+            data = data | {"n": int(data["step"]) + 1, "box": data["targets"][0].split(":")[-1]}
+        elif kind == "call.leg":
+            facts.setdefault("leg_at", {})[data["target"]] = at
+            facts["failed_role"] = _ROLE.get(data["target"], data["target"])
+            shown = data["outcome"] == "answered"  # a failed one is told by the failover
+        elif kind == "call.failover":
+            cause = f", cause {data['q850']}" if data.get("q850") is not None else ""
+            to = " + ".join(data["to"] or ["-"])
+            role = _ROLE.get(data["from"][0], data["from"][0])
+            data = data | {"from": " + ".join(data["from"]), "to": to, "cause": cause, "role": role}
+        elif kind == "target.health":
+            # A health without evidence is the start-up "unknown", before any call.
+            shown = bool(data.get("evidence"))
+            self.facts["health"][data["target"]] = data["state"]
+        elif kind == "voicemail.delivered":
+            shown = data["id"] in self.facts.get("voicemail_ids", ())  # not an alert
+            data = data | {"to": ", ".join(data["recipients"])}
+        facts[kind] = data
+        return shown
+
+    def peer_event(self, event: dict[str, Any]) -> list[Entry]:
+        """One JSON event of the far side (gateway/demo_peers.py): its timeline entries."""
+        act = int(event.get("act", 1))
+        facts = self.acts[act - 1]
+        key = f"{event['event']}:{event.get('role')}"
+        facts.setdefault(key, event)
+        facts.setdefault(f"{key}:{event.get('code')}", event)
+        if key == "dial:None" and self.t0 is None:
+            self.t0 = event["t"]
+        entries: list[Entry] = []
+        if key == "dial:None" and act == 2:
+            entries.append((event["t"] - 1e-6, "\n  A second customer calls; anna is busy.", None))
+        if event.get("text"):
+            entries.append((event["t"], event["text"], None))
+        return entries
+
+    def mail_arrived(self, mail: Mail) -> Entry:
+        """The mail server's line for a mail, kept for the end."""
+        self.facts["mails"].append(mail)
+        found, to = mail.wav(), mail.mail["To"]
+        if found is None:  # an alert to the admin
+            subject = str(mail.mail["Subject"]).removeprefix("sip-failover: ")
+            return mail.at, f"mail server: to {to}: {subject}", None
+        return mail.at, f"mail server: to {to}: {mail.mail['Subject']}, with {found[0]}", None
+
+    def voicemail_mail(self) -> Mail | None:
+        return next((m for m in self.facts["mails"] if m.wav() is not None), None)
+
+    def cause(self, key: str) -> dict[str, Any] | None:
+        """The far side's event a timeline entry answers (``act:event:role``)."""
+        act, _, name = key.partition(":")
+        event: dict[str, Any] | None = self.acts[int(act) - 1].get(name)
+        return event
+
+    def failover_ms(self) -> tuple[float | None, float | None]:
+        """404 to anna's INVITE: on the wire (as the trunk saw it), and by the gateway's log."""
+        first = self.acts[0]
+        sent, reached = first.get("reply:operator"), first.get("invite:anna")
+        wire = (reached["t"] - sent["t"]) * 1000 if sent and reached else None
+        leg = first.get("leg_at", {}).get("office-mobile")
+        ring = first.get("ring_at", {}).get("anna")
+        logged = (ring - leg) * 1000 if leg is not None and ring is not None else None
+        return wire, logged
+
+    def problems(self) -> list[str]:
+        """The first thing that did not happen as it should, in the user's words."""
+        # The story is a chain: the first broken link is the one to read about.
+        return [message for ok, message in self._first_call() + self._second_call() if not ok][:1]
+
+    def _first_call(self) -> list[tuple[bool, str]]:
+        f = self.acts[0]
+        failover = f.get("call.failover") or {}
+        caller_heard, anna_heard = (
+            _heard(f.get("audio:None") or {}, w) for w in ("caller", "anna")
+        )
+        ended = f.get("call.ended") or {}
+        no_failover = "the gateway did not fail over on the operator's 404, cause 1 (it said: {})"
+        no_failover = no_failover.format(json.dumps(failover) if failover else "nothing")
+        return [
+            ("dial:None" in f, "the caller never dialled (the far side did not start)"),
+            (
+                [failover.get(k) for k in ("outcome", "sip_code", "q850")]
+                == ["unassigned", 404, 1],
+                no_failover,
+            ),
+            (f.get("call.answered", {}).get("target") == "anna", "anna never answered"),
+            ("connected:caller" in f, "the caller was never connected"),
+            ("early_media:caller" not in f, "the caller was sent audio before anyone answered"),
+            (caller_heard[0], f"the caller did not hear anna {caller_heard[1]}"),
+            (anna_heard[0], f"anna did not hear the caller {anna_heard[1]}"),
+            (ended.get("result") == "answered", f"the call did not end as answered ({ended})"),
+        ]
+
+    def _second_call(self) -> list[tuple[bool, str]]:
+        f = self.acts[1]
+        ended, dropped = f.get("call.ended") or {}, f.get("voicemail.dropped") or {}
+        spoke, mail = f.get("hangup:caller", {}).get("spoke") or 0.0, self.voicemail_mail()
+        seconds = wav[2] if mail and (wav := mail.wav()) else None
+        heard = {w: f.get(f"heard:caller:{w}", {}).get("level", 0) for w in ("greeting", "beep")}
+        no_voicemail = f"the second call never reached voicemail (it ended: {ended or 'not'})"
+        lasts = f"the mailed recording lasts {seconds or 0:.1f} s, the caller spoke {spoke:.1f} s"
+        return [
+            ("dial:None" in f, "the second caller never dialled"),
+            (
+                "office-mobile" not in f.get("ring_at", {}),
+                "the second call rang office-mobile again, though it was known unassigned",
+            ),
+            ("reply:anna:486" in f, "anna's mobile was not rung on the second call"),
+            (f.get("call.step", {}).get("kind") == "voicemail", no_voicemail),
+            (heard["greeting"] > 0, "the second caller did not hear the greeting"),
+            (heard["beep"] > 0, "the second caller did not hear the beep"),
+            ("voicemail.recorded" in f, f"no voicemail saved ({dropped.get('why', 'no reason')})"),
+            (ended.get("result") == "voicemail", f"the call did not end as voicemail ({ended})"),
+            (seconds is not None, "no mail with the recording reached the mail server"),
+            (seconds is None or abs(seconds - spoke) <= 1.0, lasts),
+        ]
+
+
+def _heard(audio: dict[str, Any], who: str) -> tuple[bool, str]:
+    side = audio.get(who) or {}
+    level, packets = side.get("level", 0), side.get("packets", 0)
+    return level > 0, f"(audio level {level} in {packets} packets)"
+
+
+class Timeline:
+    """Prints the calls' lines in the order they happened, times from the first INVITE.
+
+    Both sides' lines are held until neither has said anything for
+    ``HOLD_S``, then printed sorted by time. The gateway's log times are cut
+    to the millisecond, so a gateway line answering the far side (the
+    failover after the 404) may carry an earlier time than its cause: such a
+    line is placed just after its cause, which is what its true time was.
+    A text that starts a new paragraph is printed as it is, without a time.
+    """
+
+    def __init__(self, out: IO[str], story: Story) -> None:
+        self.out = out
+        self.story = story
+        self.pending: list[Entry] = []
+        self.quiet_since = 0.0
+
+    def add(self, entry: Entry) -> None:
+        self.pending.append(entry)
+        self.quiet_since = time.monotonic()
+
+    def flush(self, *, force: bool = False) -> None:
+        waiting = self.story.t0 is None or time.monotonic() - self.quiet_since < HOLD_S
+        if not self.pending or (waiting and not force):
+            return
+        entries = sorted((self._when(at, cause), text) for at, text, cause in self.pending)
+        t0 = self.story.t0 if self.story.t0 is not None else entries[0][0]
+        self.out.writelines(
+            text + "\n" if text.startswith("\n") else f"  {at - t0:7.3f}  {text}\n"
+            for at, text in entries
+        )
+        self.out.flush()
+        self.pending.clear()
+
+    def _when(self, at: float, cause: str | None) -> float:
+        event = self.story.cause(cause) if cause else None
+        return max(at, event["t"] + 1e-6) if event else at
