@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import secrets
-import wave
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from gateway.sip.legs import (
     audio_of,
     guarded,
 )
+from gateway.sip.media import CallMedia
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -161,7 +161,7 @@ class SipEngine:
         self._ep: _Endpoint | None = None
         self._trunk: TrunkAccount | None = None
         self._log_writer = _LogWriter()
-        self._media: dict[str, list[Any]] = {}
+        self.media = CallMedia(self.registry)
         self.listen: str = ""
 
     # -- life cycle ----------------------------------------------------------
@@ -196,8 +196,7 @@ class SipEngine:
             return
         # Players and recorders must leave the conference bridge before pjsua
         # goes: destroying it under a live recorder trips a pjmedia assert.
-        for call_id in list(self._media):
-            self.stop_media(call_id)
+        self.media.release_all()
         if self._trunk is not None:
             self._trunk.shutdown()
             self._trunk = None
@@ -315,78 +314,6 @@ class SipEngine:
         b.startTransmit(a)
         return True
 
-    # -- media for voicemail ---------------------------------------------------------
-
-    def audio_ready(self, call_id: str) -> bool:
-        """True once the caller's audio is in the conference bridge."""
-        call = self.registry.inbound.get(call_id)
-        return call is not None and audio_of(call) is not None
-
-    def play(self, call_id: str, path: str) -> float | None:
-        """Play a WAV file to the caller once.
-
-        Returns:
-            Its length in seconds (0.0 when the caller has no audio), or
-            ``None`` when pjmedia cannot play the file (missing, not a WAV).
-        """
-        call = self.registry.inbound.get(call_id)
-        audio = audio_of(call) if call is not None else None
-        if audio is None:
-            return 0.0
-        player = pj.AudioMediaPlayer()
-        try:
-            player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
-        except pj.Error as err:
-            logger.error("cannot play {}: {}", path, err.info())
-            return None
-        player.startTransmit(audio)
-        self._media.setdefault(call_id, []).append(player)
-        return _wav_seconds(path, player.getInfo())
-
-    def record(self, call_id: str, path: str) -> bool:
-        """Record what the caller says into a WAV file (8 kHz, 16-bit PCM).
-
-        Returns:
-            False when the caller has no audio (gone) or the file cannot be
-            created (logged).
-        """
-        call = self.registry.inbound.get(call_id)
-        audio = audio_of(call) if call is not None else None
-        if audio is None:
-            return False
-        recorder = pj.AudioMediaRecorder()
-        try:
-            recorder.createRecorder(path)
-        except pj.Error as err:
-            logger.error("cannot record into {}: {}", path, err.info())
-            return False
-        audio.startTransmit(recorder)
-        self._media.setdefault(call_id, []).append(recorder)
-        return True
-
-    def rx_level(self, call_id: str) -> int:
-        """The level of the audio last received from the caller (0 when gone).
-
-        pjsua2 names levels from the bridge's side: ``getTxLevel`` is what
-        the call's port transmits *into* the bridge, i.e. the caller's voice
-        (``getRxLevel`` is what we play to the caller). The value is the
-        mean amplitude of the last frame, mu-law coded and scaled to 0..100:
-        speech reads 5..35, a quiet line 0..2 (measured over SIPp's g711a.pcap).
-        """
-        call = self.registry.inbound.get(call_id)
-        audio = audio_of(call) if call is not None else None
-        return int(audio.getTxLevel()) if audio is not None else 0
-
-    def stop_media(self, call_id: str) -> None:
-        """Stop the players and recorders of a call.
-
-        A recorder's WAV header (its length) is written when its port is
-        destroyed, and pjmedia 2.15 removes conference ports on the media
-        clock thread, one or two frames later: the file is complete when
-        its RIFF size is no longer 0, not when this returns.
-        """
-        self._media.pop(call_id, []).clear()
-
     def hang_up_all(self) -> None:
         for call in [*self.registry.outbound.values(), *self.registry.inbound.values()]:
             self._hangup(call, 0)
@@ -455,12 +382,3 @@ class SipEngine:
         if sip.public_address:
             media.publicAddress = sip.public_address
         return cfg
-
-
-def _wav_seconds(path: str, info: Any) -> float:
-    """A playing file's length: from its header, else pjmedia's samples at 8 kHz."""
-    try:
-        with wave.open(path, "rb") as wav:
-            return wav.getnframes() / float(wav.getframerate())
-    except (OSError, EOFError, wave.Error):  # e.g. an A-law WAV, which pjmedia plays
-        return float(info.sizeSamples) / 8000.0

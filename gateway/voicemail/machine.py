@@ -78,7 +78,7 @@ class AnsweringMachine:
             ``no_audio`` when the caller's media never came up, or ``error``.
         """
         self.engine.answer(call.call_id, 200)
-        if not await self._until(lambda: self.engine.audio_ready(call.call_id), MEDIA_WAIT):
+        if not await self._until(lambda: self.engine.media.audio_ready(call.call_id), MEDIA_WAIT):
             self.engine.hang_up_caller(call.call_id)
             self._dropped(call, 0.0, f"no audio from the caller within {MEDIA_WAIT:g} s")
             return "no_audio"
@@ -93,7 +93,7 @@ class AnsweringMachine:
     async def _take_message(self, call: VoicemailCall, box: VoicemailBox) -> str:
         reservation = self.spool.reserve(call.call_id)
         started = datetime.now(UTC)
-        if not self.engine.record(call.call_id, str(reservation.path)):
+        if not self.engine.media.record(call.call_id, str(reservation.path)):
             self.spool.discard(reservation)
             if not self._caller_here(call.call_id):
                 self._dropped(call, 0.0, "hung up during the greeting")
@@ -101,7 +101,7 @@ class AnsweringMachine:
             self._failed(reservation.id, f"cannot record into {reservation.path}")
             return "error"
         ended = await self._record(call.call_id, box)
-        self.engine.stop_media(call.call_id)
+        self.engine.media.stop_media(call.call_id)
         duration = await _closed_wav_seconds(reservation.path)
         if duration < box.min_seconds:
             self.spool.discard(reservation)
@@ -126,14 +126,14 @@ class AnsweringMachine:
         """Greeting then beep; False when the caller hung up meanwhile."""
         greeting = self._greeting(box)
         for prompt in [greeting, ASSETS / "beep.wav"] if box.beep else [greeting]:
-            seconds = self.engine.play(call_id, str(prompt))
+            seconds = self.engine.media.play(call_id, str(prompt))
             if seconds is None and prompt == greeting != BUILT_IN_GREETING:
                 # A broken greeting file must not cost the caller the message.
-                seconds = self.engine.play(call_id, str(BUILT_IN_GREETING))
+                seconds = self.engine.media.play(call_id, str(BUILT_IN_GREETING))
             if await self._until(lambda: not self._caller_here(call_id), seconds or 0.0):
-                self.engine.stop_media(call_id)
+                self.engine.media.stop_media(call_id)
                 return False
-        self.engine.stop_media(call_id)
+        self.engine.media.stop_media(call_id)
         return True
 
     async def _record(self, call_id: str, box: VoicemailBox) -> str:
@@ -147,7 +147,7 @@ class AnsweringMachine:
                 return "hangup"
             if now >= deadline:
                 return "max_length"
-            if silence.feed(self.engine.rx_level(call_id), now):
+            if silence.feed(self.engine.media.rx_level(call_id), now):
                 return "silence"
 
     async def _commit(self, reservation: Any, meta: VoicemailMeta, ended: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The engine's level (SipEngine.rx_level) is the mean amplitude of the last
+# The engine's level (CallMedia.rx_level) is the mean amplitude of the last
 # 20 ms frame the caller sent, mu-law coded and scaled to 0..100 by pjsua2.
 # Measured over SIPp's g711a.pcap: speech reads 5..35 with brief dips to 3..8
 # between words; its quiet lead-in, and no RTP at all (a phone with silence
