@@ -124,7 +124,10 @@ def main() -> int:
                 keys={"code": 404, "cause": 1}, timeout_s=args.calls * 2 + 60).start()  # fmt: skip
     backup = Sipp("phone_answer", work, port=backup_port, calls=args.calls,
                   keys={"answer_ms": 0}, timeout_s=args.calls * 2 + 60).start()  # fmt: skip
-    gateway = GatewayProcess(work, rules(main_port, backup_port)).start()
+    # The per-source admission limit (120 INVITEs a minute by default) would
+    # refuse most of a 200-call run: a trunk that busy needs it raised.
+    busy_trunk = {"SIP_FAILOVER_SIP__MAX_CALLS_PER_SOURCE_PER_MINUTE": str(args.calls * 10)}
+    gateway = GatewayProcess(work, rules(main_port, backup_port), env=busy_trunk).start()
     pcap = work / "lo.pcap"
     ports = f"udp port {main_port} or udp port {backup_port}"
     dump = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "-s", "0", "-w", str(pcap), ports],
