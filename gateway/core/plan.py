@@ -95,6 +95,7 @@ class Plan:
     route: str
     steps: tuple[PlanStep, ...]
     mode: str = "normal"
+    skipped: tuple[str, ...] = ()  # targets left out because their health is dead
 
 
 def dial_of(name: str, target: object) -> Dial:
@@ -135,15 +136,17 @@ def plan_steps(  # noqa: PLR0913 - the route, the rules' parts and the call's co
     health = health or {}
     left_out = main if mode == "force-backup" else frozenset()
     planned: list[PlanStep] = []
+    dead: list[str] = []
     for step in steps:
         box = getattr(step, "voicemail", None)
         if box is not None:
             planned.append(VoicemailPlan(box=box))
             continue
         ring = _ring_plan(step, targets, health, left_out)
+        dead += [n for n in ring.skipped if health.get(n, "unknown") in DEAD_HEALTH]
         if ring.targets and mode != "closed":
             planned.append(ring)
-    return Plan(route=route_name, steps=tuple(planned), mode=mode)
+    return Plan(route_name, tuple(planned), mode, skipped=tuple(dict.fromkeys(dead)))
 
 
 def _ring_plan(

@@ -341,12 +341,7 @@ class CallSession:
 
         E.g. "office-mobile known dead (skipped), anna busy".
         """
-        skipped = [
-            f"{name} known dead (skipped)"
-            for step in self.plan.steps
-            if isinstance(step, RingPlan)
-            for name in step.skipped
-        ]
+        skipped = [f"{name} known dead (skipped)" for name in self.plan.skipped]
         reasons = [
             f"{leg.target.name} {leg.outcome.value.replace('_', ' ')}"
             for leg in self._legs.values()

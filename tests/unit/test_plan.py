@@ -119,6 +119,8 @@ def test_a_step_with_nobody_left_is_dropped_but_voicemail_stays() -> None:
         health={"office": "unassigned", "anna": "down", "desk": "unassigned"},
     )
     assert targets_of(plan) == [("voicemail", ("voicemail:main",))]
+    # What was left out is still known, for the voicemail's "why".
+    assert plan.skipped == ("office", "anna", "desk")
 
 
 def test_everything_dead_without_voicemail_is_an_empty_plan() -> None:
