@@ -57,7 +57,6 @@ class _Call:
     timer: asyncio.TimerHandle | None = None
     legs: set[str] = field(default_factory=set)
     bridge_leg: str | None = None
-    caller_gone: bool = False
     rules: Any = None  # the rules the call started on: a reload never changes a call
 
 
@@ -182,7 +181,6 @@ class Switchboard:
         call = self._calls.get(sig.call_id)
         if call is None:
             return
-        call.caller_gone = True
         self._feed(sig.call_id, sig.event)
 
     def _on_media(self, key: str) -> None:

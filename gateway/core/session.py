@@ -113,9 +113,7 @@ class CallSession:
             return []
         actions: list[Action] = []
         for leg in self.run.expired_legs(now):
-            actions += self._close_leg(
-                leg, LegFailed(leg.leg, leg.timeout_outcome()), now, cancel=True
-            )
+            actions += self._close_leg(leg, LegFailed(leg.leg, leg.timeout_outcome()), cancel=True)
         return actions + self._after_leg_closed(now)
 
     def next_deadline(self) -> float | None:
@@ -142,16 +140,17 @@ class CallSession:
         return []
 
     def _on_answered(self, event: Event, now: float) -> list[Action]:
+        del now  # every transition takes the time; this one needs none
         assert isinstance(event, LegAnswered)
         leg = self._open_leg(event.leg)
         if leg is None:
             return self._late(event)
-        leg.close(Outcome.ANSWERED, 200, None, now)
+        leg.close(Outcome.ANSWERED, 200, None)
         self.answered_leg = leg.leg
         self.state = CallState.BRIDGED
         self.result = "answered"
         actions: list[Action] = [Notify("call.leg", leg.as_event(self.info.call_id))]
-        actions += self._close_others(leg.leg, now)
+        actions += self._close_others(leg.leg)
         return [
             *actions,
             Bridge(leg.leg),
@@ -163,12 +162,12 @@ class CallSession:
         leg = self._open_leg(event.leg)
         if leg is None:
             return []
-        actions = self._close_leg(leg, event, now, cancel=False)
+        actions = self._close_leg(leg, event, cancel=False)
         return actions + self._after_leg_closed(now)
 
     def _on_caller_gone_ringing(self, event: Event, now: float) -> list[Action]:
         del event
-        return [*self._close_others(None, now), *self._end("abandoned", now)]
+        return [*self._close_others(None), *self._end("abandoned", now)]
 
     # -- bridged and voicemail -------------------------------------------------
 
@@ -251,20 +250,18 @@ class CallSession:
             return self._ring_next(now)
         return self._next_step(now, from_names=step.names)
 
-    def _close_leg(
-        self, leg: LegRecord, failed: LegFailed, now: float, *, cancel: bool
-    ) -> list[Action]:
-        leg.close(failed.outcome, failed.sip_code, failed.q850, now)
+    def _close_leg(self, leg: LegRecord, failed: LegFailed, *, cancel: bool) -> list[Action]:
+        leg.close(failed.outcome, failed.sip_code, failed.q850)
         self.last = (self.run.outcome_leg() if self.run is not None else None) or leg
         actions: list[Action] = [Cancel(leg.leg)] if cancel else []
         return [*actions, Notify("call.leg", leg.as_event(self.info.call_id))]
 
-    def _close_others(self, keep: str | None, now: float) -> list[Action]:
+    def _close_others(self, keep: str | None) -> list[Action]:
         """CANCEL every open leg but ``keep``: someone answered, or the caller left."""
         actions: list[Action] = []
         for leg in self._legs.values():
             if leg.leg != keep and leg.state is not LegState.CLOSED:
-                leg.close(None, None, None, now, cancelled_by_us=True)
+                leg.close(None, None, None, cancelled_by_us=True)
                 actions += [Cancel(leg.leg), Notify("call.leg", leg.as_event(self.info.call_id))]
         return actions
 

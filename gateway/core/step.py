@@ -46,7 +46,6 @@ class LegRecord:
     outcome: Outcome | None = None
     sip_code: int | None = None
     q850: int | None = None
-    ended_at: float | None = None
     cancelled: bool = False
     rang: bool = False  # a 180 or 183 came: the number reached a phone or an operator
 
@@ -68,11 +67,10 @@ class LegRecord:
         outcome: Outcome | None,
         sip_code: int | None,
         q850: int | None,
-        now: float,
         *,
         cancelled_by_us: bool = False,
     ) -> None:
-        self.state, self.ended_at = LegState.CLOSED, now
+        self.state = LegState.CLOSED
         self.outcome, self.sip_code, self.q850 = outcome, sip_code, q850
         self.cancelled = cancelled_by_us
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import pjsua2 as pj
 from loguru import logger
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def guarded(func: Callable[P, None]) -> Callable[P, None]:
