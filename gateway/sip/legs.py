@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 P = ParamSpec("P")
+DECLINE = 603
 
 
 def guarded(func: Callable[P, None]) -> Callable[P, None]:
@@ -120,7 +121,29 @@ def _rx_message(prm: Any) -> str | None:
     return None
 
 
-class InboundLeg(pj.Call):  # type: ignore[misc]
+class _Leg(pj.Call):  # type: ignore[misc]
+    """What every leg refuses, whichever side it faces.
+
+    Left to itself, pjsua answers a REFER with 202 and dials the Refer-To
+    target on the same account, and lets an INVITE with Replaces take over a
+    call (skipping the account selection that keeps strangers out). Either
+    would let someone on a call have the gateway dial a number the rules do
+    not name, through the business's trunk: toll fraud. Both get 603.
+    """
+
+    @guarded
+    def onCallTransferRequest(self, prm: Any) -> None:
+        logger.warning("REFER to {} declined: the gateway only dials its rules' targets",
+                       prm.dstUri)  # fmt: skip
+        prm.statusCode = DECLINE
+
+    @guarded
+    def onCallReplaceRequest(self, prm: Any) -> None:
+        logger.warning("INVITE with Replaces declined")
+        prm.statusCode = DECLINE
+
+
+class InboundLeg(_Leg):
     """The call the trunk sent us."""
 
     def __init__(
@@ -145,7 +168,7 @@ class InboundLeg(pj.Call):  # type: ignore[misc]
         self.registry.emit(MediaChanged(self.call_id))
 
 
-class OutboundLeg(pj.Call):  # type: ignore[misc]
+class OutboundLeg(_Leg):
     """One INVITE to one target."""
 
     def __init__(self, registry: LegRegistry, account: pj.Account, leg: str) -> None:
