@@ -13,7 +13,7 @@ import hashlib
 import json
 import signal
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -81,7 +81,8 @@ class Gateway:
         self.switchboard.on_registration = self.registration.on_signal
         self.bus = EventBus()
         self.spool = Spool(settings.state_dir / "voicemail")
-        self.mailer = Mailer(settings.smtp, self.spool, self.notify, ZoneInfo(rules.timezone))
+        self.mailer = Mailer(settings.smtp, self.spool, self.notify, ZoneInfo(rules.timezone),
+                             lifetime=timedelta(days=settings.smtp.lifetime_days))  # fmt: skip
         self.switchboard.machine = AnsweringMachine(
             self.engine, self.spool, self.notify, self.mailer.notify, settings.rules.parent
         )

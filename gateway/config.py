@@ -132,6 +132,9 @@ class SmtpSettings(BaseModel):
     tls: bool = False
     from_: Annotated[str, Field(alias="from")] = "sip-failover@localhost"
     timeout: float = 30.0
+    lifetime_days: float = Field(
+        default=5.0, gt=0, le=60, description="how long a mail is retried before it is given up"
+    )
     retry_first: float = Field(
         default=60.0, gt=0, le=3600, description="seconds before the first retry (then doubled)"
     )
