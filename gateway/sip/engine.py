@@ -151,6 +151,19 @@ class TrunkAccount(pj.Account):  # type: ignore[misc]
         )
 
 
+class DirectAccount(pj.Account):  # type: ignore[misc]
+    """Legs and probes to SIP URIs that are not the trunk's: never any credentials."""
+
+    def __init__(self, registry: LegRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    @guarded
+    def onSendRequest(self, prm: Any) -> None:
+        tsx = prm.e.body.tsxState.tsx
+        self.registry.emit(OptionsSignal(int(tsx.statusCode), str(tsx.statusText)))
+
+
 class SipEngine:
     """Owns every pjsua2 object; the composition root drives it."""
 
@@ -160,6 +173,7 @@ class SipEngine:
         self._gate = gate
         self._ep: _Endpoint | None = None
         self._trunk: TrunkAccount | None = None
+        self._direct: DirectAccount | None = None
         self._log_writer = _LogWriter()
         self.media = CallMedia(self.registry)
         self.listen: str = ""
@@ -183,6 +197,11 @@ class SipEngine:
         pj.Account().setDefault()
         self._trunk = TrunkAccount(self.registry)
         self._trunk.create(self._account_config(), False)
+        # Legs to SIP URIs (a desk phone, a PBX) leave through an account with
+        # no credentials: with the trunk's, any server a leg reaches could
+        # challenge it and collect a digest of the trunk password to crack.
+        self._direct = DirectAccount(self.registry)
+        self._direct.create(self._direct_config(), False)
 
     def poll(self) -> list[Signal]:
         """Let pjsua do its work (no wait) and return what happened."""
@@ -197,9 +216,10 @@ class SipEngine:
         # Players and recorders must leave the conference bridge before pjsua
         # goes: destroying it under a live recorder trips a pjmedia assert.
         self.media.release_all()
-        if self._trunk is not None:
-            self._trunk.shutdown()
-            self._trunk = None
+        for account in (self._trunk, self._direct):
+            if account is not None:
+                account.shutdown()
+        self._trunk = self._direct = None
         self._ep.libDestroy()
         self._ep = None
 
@@ -238,7 +258,7 @@ class SipEngine:
         prm.method = "OPTIONS"
         prm.txOption.targetUri = uri
         try:
-            self._trunk.sendRequest(prm)
+            self._account_for(uri).sendRequest(prm)
         except pj.Error as err:
             logger.warning("OPTIONS to {} not sent: {}", uri, err.info())
             return False
@@ -251,8 +271,7 @@ class SipEngine:
 
     def ring(self, leg: str, target: Dial) -> None:
         """INVITE a target; a local failure comes back as an unreachable leg."""
-        assert self._trunk is not None
-        call = OutboundLeg(self.registry, self._trunk, leg)
+        call = OutboundLeg(self.registry, self._account_for(self.dial_uri(target)), leg)
         prm = pj.CallOpParam(True)
         try:
             call.makeCall(self.dial_uri(target), prm)
@@ -260,6 +279,14 @@ class SipEngine:
             self.registry.outbound.pop(leg, None)
             logger.warning("leg {} to {} failed locally: {}", leg, target.label, err.info())
             self.registry.emit(LegSignal(leg, LegFailed(leg, Outcome.UNREACHABLE)))
+
+    def _account_for(self, uri: str) -> pj.Account:
+        """The trunk account for the trunk's own server; else the one with no credentials."""
+        assert self._trunk is not None
+        assert self._direct is not None
+        trunk = self.settings.trunk
+        servers = {sip_uri_hostport(trunk.outbound_proxy), sip_uri_hostport(trunk.registrar)}
+        return self._trunk if sip_uri_hostport(uri) in servers else self._direct
 
     def dial_uri(self, target: Dial) -> str:
         """The Request-URI for a target: a number goes through the trunk's proxy."""
@@ -358,8 +385,27 @@ class SipEngine:
             tc.publicAddress = self.settings.sip.public_address
         return tc
 
+    def _direct_config(self) -> Any:
+        """The account for legs to SIP URIs: no registration, no credentials."""
+        cfg = pj.AccountConfig()
+        host = self.listen.rsplit(":", 1)[0] if self.listen else "127.0.0.1"
+        cfg.idUri = f"sip:sip-failover@{host}"
+        cfg.regConfig.registerOnAdd = False
+        self._media_config(cfg)
+        return cfg
+
+    def _media_config(self, cfg: Any) -> None:
+        sip = self.settings.sip
+        media = cfg.mediaConfig.transportConfig
+        media.port = sip.rtp_port
+        media.portRange = sip.rtp_port_range
+        if sip.host not in {"0.0.0.0", "::", ""}:  # noqa: S104
+            media.boundAddress = sip.host
+        if sip.public_address:
+            media.publicAddress = sip.public_address
+
     def _account_config(self) -> Any:
-        trunk, sip = self.settings.trunk, self.settings.sip
+        trunk = self.settings.trunk
         host, port = sip_uri_hostport(trunk.registrar)
         cfg = pj.AccountConfig()
         user = f"{trunk.username}@" if trunk.username else ""
@@ -374,11 +420,5 @@ class SipEngine:
                 "digest", trunk.realm, trunk.username, 0, trunk.password.get_secret_value()
             )
             cfg.sipConfig.authCreds.append(cred)
-        media = cfg.mediaConfig.transportConfig
-        media.port = sip.rtp_port
-        media.portRange = sip.rtp_port_range
-        if sip.host not in {"0.0.0.0", "::", ""}:  # noqa: S104
-            media.boundAddress = sip.host
-        if sip.public_address:
-            media.publicAddress = sip.public_address
+        self._media_config(cfg)
         return cfg

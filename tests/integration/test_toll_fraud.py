@@ -107,3 +107,18 @@ def test_a_stranger_cannot_take_over_a_call_with_replaces(
         caller.wait().assert_success()  # the real call went on to its own BYE
         assert phone.wait().received("BYE"), "the phone's leg did not end with the call"
     gateway.assert_clean_exit()
+
+
+def test_a_phone_that_asks_for_credentials_never_gets_the_trunks(
+    sipp: SippFactory, gateway_dir: Path
+) -> None:
+    # The gateway's trunk account has credentials (GatewayProcess sets them);
+    # a leg to a SIP URI that is not the trunk's server must not offer them.
+    pbx = sipp("phone_challenges", recv_timeout_ms=8000).start()
+    with GatewayProcess(gateway_dir, rules(pbx.address)) as gateway:
+        final = sipp("caller_refused", remote=gateway.address).start().wait().final_response()
+        assert final.status >= 400  # the step failed (401 is not an answer)
+    gateway.assert_clean_exit()
+    invites = pbx.wait().received("INVITE")
+    assert invites, "the phone was never rung"
+    assert all(m.header("Authorization") is None for m in invites), "credentials were sent"
