@@ -175,18 +175,23 @@ def test_ring_each_tries_in_order(sipp: SippFactory, gateway_dir: Path) -> None:
 def test_registration_challenged_accepted_and_refreshed(
     sipp: SippFactory, gateway_dir: Path
 ) -> None:
-    registrar = sipp("registrar", keys={"expires": 40}, recv_timeout_ms=60000, timeout_s=70).start()
+    password = "pw-7f3a9c-never-logged"
+    registrar = sipp(
+        "registrar", keys={"expires": 40, "password": password}, recv_timeout_ms=60000, timeout_s=70
+    ).start()
     phone = sipp("phone_answer")
     with GatewayProcess(
         gateway_dir,
         two_step_rules(phone, [phone], failover_on="busy"),
         registrar=registrar.address,
+        password=password,
         expires=40,
     ) as gateway:
         deadline = time.monotonic() + 45
         while len(registrar.collect().sent(status=200)) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
     gateway.assert_clean_exit()
+    assert password not in gateway.log, "the trunk password reached the log"
     sent = registrar.wait().sent()
     assert sent[0].status == 401
     assert len([m for m in sent if m.status == 200]) >= 2, "no refresh before expiry"
