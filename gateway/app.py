@@ -27,7 +27,7 @@ from gateway.probes import Prober
 from gateway.registration import Registration
 from gateway.rules_file import load_rules
 from gateway.rules_watch import watch_rules
-from gateway.sip.engine import MAX_LEGS, SipEngine
+from gateway.sip.engine import CALL_LEGS, SipEngine
 from gateway.status.bus import EventBus
 from gateway.status.calllog import CallLog
 from gateway.status.mqtt import MqttPublisher
@@ -73,7 +73,9 @@ class Gateway:
         self.loop = asyncio.get_running_loop()
         self.stop_requested = asyncio.Event()
         self.admission = Admission(
-            settings.trunk.allowed_sources(), MAX_LEGS, settings.sip.max_calls_per_source_per_minute
+            settings.trunk.allowed_sources(),
+            CALL_LEGS,
+            settings.sip.max_calls_per_source_per_minute,
         )
         self.engine = SipEngine(settings, self._gate)
         self.switchboard = Switchboard(self.engine, rules, self.admission, self.notify, self.loop)
@@ -139,7 +141,7 @@ class Gateway:
                 services.append(self._monitor_task)
                 self.registration.start()
                 logger.info("ready listen={} sources={} legs={}", self.engine.listen,
-                            ",".join(sorted(self.admission.sources)), MAX_LEGS)  # fmt: skip
+                            ",".join(sorted(self.admission.sources)), CALL_LEGS)  # fmt: skip
                 systemd.notify("READY=1")
                 await self._pump_until_stopped()
                 for service in services:

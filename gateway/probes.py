@@ -27,7 +27,7 @@ from loguru import logger
 from gateway.core.causes import Outcome
 from gateway.core.events import LegAnswered, LegEnded, LegFailed, LegProgress
 from gateway.core.health import Evidence, ProbeResult, Source
-from gateway.sip.engine import MAX_LEGS
+from gateway.sip.engine import CALL_LEGS
 
 if TYPE_CHECKING:
     from gateway.core.plan import Dial
@@ -121,7 +121,7 @@ class Prober:
 
     def can_call(self) -> bool:
         """True when a call probe would leave room for a customer's call."""
-        return MAX_LEGS - self.engine.legs_in_use() >= FREE_LEGS_FOR_A_CALL_PROBE
+        return CALL_LEGS - self.engine.legs_in_use() >= FREE_LEGS_FOR_A_CALL_PROBE
 
     async def call(self, target: Dial, *, wait_s: float = 20.0,
                    early_media_timeout: float = 8.0) -> Evidence | None:  # fmt: skip

@@ -18,10 +18,10 @@ from loguru import logger
 from gateway.core import actions as act
 from gateway.core.causes import Outcome
 from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed, VoicemailEnded
-from gateway.core.plan import Plan, RingPlan, plan_steps
+from gateway.core.plan import Plan, VoicemailPlan, plan_steps
 from gateway.core.session import CallInfo, CallSession, CallState
 from gateway.sip.engine import (
-    MAX_LEGS,
+    CALL_LEGS,
     IncomingSignal,
     OptionsSignal,
     RegistrationSignal,
@@ -164,8 +164,12 @@ class Switchboard:
         return None
 
     def _no_leg_left(self, plan: Plan) -> bool:
-        first = plan.steps[0] if plan.steps else None
-        return isinstance(first, RingPlan) and self.engine.legs_in_use() >= MAX_LEGS
+        """Nothing to ring with and no voicemail to fall back on: refuse at once."""
+        if self.engine.legs_in_use() < CALL_LEGS:
+            return False
+        # With a voicemail step, the rings fail at once (no leg) and the caller
+        # leaves a message: voicemail needs no leg of its own.
+        return not any(isinstance(step, VoicemailPlan) for step in plan.steps)
 
     def _on_leg(self, sig: LegSignal) -> None:
         call_id = self._leg_owner.get(sig.leg)
@@ -224,13 +228,13 @@ class Switchboard:
                 self._start_voicemail(call_id, box, why)
 
     def _ring(self, call_id: str, call: _Call, leg: str, target: Any) -> None:
-        if self.engine.legs_in_use() >= MAX_LEGS:
+        if self.engine.legs_in_use() >= CALL_LEGS:
             # Never let pjsua hit its own limit: this leg fails here, at once.
             logger.warning("leg {} to {} not rung: every call leg is in use", leg, target.name)
             self.loop.call_soon(self._leg_failed_locally, leg)
         self._leg_owner[leg] = call_id
         call.legs.add(leg)
-        if self.engine.legs_in_use() < MAX_LEGS:
+        if self.engine.legs_in_use() < CALL_LEGS:
             logger.info("call {}: ringing {} ({})", call_id, target.name, target.label)
             self.engine.ring(leg, target)
 

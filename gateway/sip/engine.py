@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from gateway.core.plan import Dial
 
 MAX_LEGS = 4  # PJSUA_MAX_CALLS in the wheel; maxCalls above it is silently cut
+# pjsua looks for a free call slot *before* it asks onSelectAccount: with every
+# slot taken it answers 486 by itself and the gateway never hears of the
+# INVITE. One slot is kept free so that every INVITE reaches the gate.
+CALL_LEGS = MAX_LEGS - 1
 _CODECS = {"PCMA/8000/1": 255, "PCMU/8000/1": 254}
 
 

@@ -1,0 +1,63 @@
+"""Past its call legs, the gateway refuses by its own decision; pjsua never does.
+
+The SIP engine has 4 call slots, and pjsua looks for a free one *before* it
+asks the gateway's gate: with every slot taken it would answer 486 Busy Here
+by itself. The gateway keeps one slot free, so every INVITE reaches its gate.
+A caller it cannot ring for gets 503 with Retry-After (or, at the gate,
+pjsua's stateless 480 that the gate chose), and the call in progress goes on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import pytest
+from gateway_process import GatewayProcess
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import SippFactory
+
+pytestmark = pytest.mark.integration
+
+BURST = 20
+
+
+def rules(phone: str) -> str:
+    return f"""version: 1
+targets:
+  phone: {{uri: "sip:phone@{phone}"}}
+routes:
+  - name: main-line
+    match: {{to: "+3225550100"}}
+    steps:
+      - ring: phone
+        timeout: 5s
+"""
+
+
+def test_a_burst_past_capacity_is_refused_by_the_gateway_not_by_pjsua(
+    sipp: SippFactory, gateway_dir: Path
+) -> None:
+    phone = sipp("phone_answer", keys={"answer_ms": 100}, timeout_s=30).start()
+    with GatewayProcess(gateway_dir, rules(phone.address)) as gateway:
+        talking = sipp("caller_answered", remote=gateway.address, keys={"hold_ms": 4000}).start()
+        while not talking.collect().received(status=200):
+            assert talking.process is not None
+            assert talking.process.poll() is None, talking.collect().describe()
+        burst = sipp("caller_refused", remote=gateway.address, calls=BURST,
+                     extra=("-r", "20", "-l", "10")).start().wait()  # fmt: skip
+        finals = Counter(
+            m.status for m in burst.received() if m.status and m.status >= 200
+            and m.cseq_method == "INVITE"
+        )  # fmt: skip
+        assert sum(finals.values()) == BURST, burst.describe()
+        assert 486 not in finals, f"pjsua refused on its own: {finals}"
+        assert set(finals) <= {480, 503}, finals
+        refused = burst.received(status=503)
+        assert all(m.header("Retry-After") for m in refused)
+        talking.wait().assert_success()  # the call in progress was never touched
+        assert gateway.is_alive()
+    gateway.assert_clean_exit()
