@@ -61,3 +61,27 @@ def test_a_burst_past_capacity_is_refused_by_the_gateway_not_by_pjsua(
         talking.wait().assert_success()  # the call in progress was never touched
         assert gateway.is_alive()
     gateway.assert_clean_exit()
+
+
+def test_a_caller_with_no_leg_to_ring_leaves_a_voicemail(
+    sipp: SippFactory, gateway_dir: Path
+) -> None:
+    phone = sipp("phone_answer", keys={"answer_ms": 100}, timeout_s=30).start()
+    with_voicemail = (
+        rules(phone.address).replace(
+            "version: 1\n", "version: 1\nvoicemail:\n  main: {email: office@example.com}\n"
+        )
+        + "      - voicemail: main\n"
+    )
+    with GatewayProcess(gateway_dir, with_voicemail) as gateway:
+        talking = sipp("caller_answered", remote=gateway.address, keys={"hold_ms": 4000}).start()
+        while not talking.collect().received(status=200):
+            assert talking.process is not None
+            assert talking.process.poll() is None, talking.collect().describe()
+        second = sipp("caller_answered", remote=gateway.address,
+                      keys={"hold_ms": 1000, "cli": "+32470555555"})  # fmt: skip
+        second.start().wait().assert_success()  # answered: by the voicemail
+        talking.wait().assert_success()
+    gateway.assert_clean_exit()
+    assert '"kind": "voicemail"' in gateway.log
+    assert len(phone.collect().received("INVITE")) == 1, "the phone was rung for the second caller"
