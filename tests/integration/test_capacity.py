@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from gateway_process import GatewayProcess
+from rulesets import one_phone
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,24 +26,11 @@ pytestmark = pytest.mark.integration
 BURST = 20
 
 
-def rules(phone: str) -> str:
-    return f"""version: 1
-targets:
-  phone: {{uri: "sip:phone@{phone}"}}
-routes:
-  - name: main-line
-    match: {{to: "+3225550100"}}
-    steps:
-      - ring: phone
-        timeout: 5s
-"""
-
-
 def test_a_burst_past_capacity_is_refused_by_the_gateway_not_by_pjsua(
     sipp: SippFactory, gateway_dir: Path
 ) -> None:
     phone = sipp("phone_answer", keys={"answer_ms": 100}, timeout_s=30).start()
-    with GatewayProcess(gateway_dir, rules(phone.address)) as gateway:
+    with GatewayProcess(gateway_dir, one_phone(phone.address)) as gateway:
         talking = sipp("caller_answered", remote=gateway.address, keys={"hold_ms": 4000}).start()
         while not talking.collect().received(status=200):
             assert talking.process is not None
@@ -68,7 +56,7 @@ def test_a_caller_with_no_leg_to_ring_leaves_a_voicemail(
 ) -> None:
     phone = sipp("phone_answer", keys={"answer_ms": 100}, timeout_s=30).start()
     with_voicemail = (
-        rules(phone.address).replace(
+        one_phone(phone.address).replace(
             "version: 1\n", "version: 1\nvoicemail:\n  main: {email: office@example.com}\n"
         )
         + "      - voicemail: main\n"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import netns
 import pytest
 from gateway_process import GatewayProcess
+from rulesets import one_phone
 from sipp import LOOPBACK
 
 if TYPE_CHECKING:
@@ -45,19 +46,6 @@ def _isolated() -> Iterator[None]:
         yield
 
 
-def rules(phone: str) -> str:
-    return f"""version: 1
-targets:
-  phone: {{uri: "sip:phone@{phone}"}}
-routes:
-  - name: main-line
-    match: {{to: "+3225550100"}}
-    steps:
-      - ring: phone
-        timeout: 5s
-"""
-
-
 def calls_created(log: str) -> int:
     return log.count("event call.incoming")
 
@@ -67,7 +55,7 @@ def test_rfc4475_torture_messages(sipp: SippFactory, gateway_dir: Path) -> None:
     messages = sorted(CORPUS.glob("*.dat"))
     assert len(messages) == 49
     phone = sipp("phone_answer", keys={"answer_ms": 100}, timeout_s=60).start()
-    with GatewayProcess(gateway_dir, rules(phone.address)) as gateway:
+    with GatewayProcess(gateway_dir, one_phone(phone.address)) as gateway:
         for message in messages:
             gateway.send_udp(message.read_bytes())
             time.sleep(0.02)
@@ -91,7 +79,7 @@ def sipvicious(tool: str, *args: str, seconds: float = 60) -> subprocess.Complet
 @pytest.mark.skipif(not shutil.which("svmap"), reason="sipvicious is not installed")
 def test_scans_and_a_stranger_flood(sipp: SippFactory, gateway_dir: Path) -> None:
     phone = sipp("phone_answer", keys={"answer_ms": 100}, timeout_s=90).start()
-    rules_text = rules(phone.address)
+    rules_text = one_phone(phone.address)
     with GatewayProcess(gateway_dir, rules_text, sources=(TRUNK_ELSEWHERE,)) as gateway:
         port = str(gateway.port)
         # A scan with OPTIONS, then with INVITE, then 300 INVITEs to guessed
@@ -115,7 +103,7 @@ def test_a_flood_from_the_trunk_address_is_bounded(sipp: SippFactory, gateway_di
     # limit is what bounds it (before any dialog or socket is spent).
     phone = sipp("phone_answer", keys={"answer_ms": 100}, timeout_s=90).start()
     env = {"SIP_FAILOVER_SIP__MAX_CALLS_PER_SOURCE_PER_MINUTE": "30"}
-    with GatewayProcess(gateway_dir, rules(phone.address), env=env) as gateway:
+    with GatewayProcess(gateway_dir, one_phone(phone.address), env=env) as gateway:
         sipvicious("svwar", "-p", str(gateway.port), "-m", "INVITE", "-e", "100-499", LOOPBACK)
         assert gateway.is_alive()
         assert calls_created(gateway.log) == 0, "a guessed extension became a call"

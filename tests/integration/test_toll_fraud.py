@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from gateway_process import GatewayProcess
+from rulesets import one_phone
 from sipp import LOOPBACK
 
 if TYPE_CHECKING:
@@ -30,25 +31,12 @@ PREMIUM = "+32900123456"
 STRANGER = "127.0.0.2"
 
 
-def rules(phone: str) -> str:
-    return f"""version: 1
-targets:
-  phone: {{uri: "sip:phone@{phone}"}}
-routes:
-  - name: main-line
-    match: {{to: "+3225550100"}}
-    steps:
-      - ring: phone
-        timeout: 5s
-"""
-
-
 def test_a_caller_cannot_transfer_the_call_to_a_number_of_their_choice(
     sipp: SippFactory, gateway_dir: Path
 ) -> None:
     phone = sipp("phone_answer", keys={"answer_ms": 100}).start()
     trunk = sipp("phone_answer", timeout_s=15, recv_timeout_ms=8000).start()  # legs to numbers
-    with GatewayProcess(gateway_dir, rules(phone.address), proxy=trunk.address) as gateway:
+    with GatewayProcess(gateway_dir, one_phone(phone.address), proxy=trunk.address) as gateway:
         refer_to = f"sip:{PREMIUM}@{trunk.address}"
         caller = sipp("caller_refers", remote=gateway.address,
                       keys={"hold_ms": 500, "refer_to": refer_to})  # fmt: skip
@@ -93,7 +81,7 @@ def test_a_stranger_cannot_take_over_a_call_with_replaces(
     sipp: SippFactory, gateway_dir: Path
 ) -> None:
     phone = sipp("phone_answer", keys={"answer_ms": 100}).start()
-    with GatewayProcess(gateway_dir, rules(phone.address)) as gateway:
+    with GatewayProcess(gateway_dir, one_phone(phone.address)) as gateway:
         caller = sipp("caller_answered", remote=gateway.address, keys={"hold_ms": 3000}).start()
         deadline = time.monotonic() + 5
         while not (answered := caller.collect().received(status=200)):
@@ -115,7 +103,7 @@ def test_a_phone_that_asks_for_credentials_never_gets_the_trunks(
     # The gateway's trunk account has credentials (GatewayProcess sets them);
     # a leg to a SIP URI that is not the trunk's server must not offer them.
     pbx = sipp("phone_challenges", recv_timeout_ms=8000).start()
-    with GatewayProcess(gateway_dir, rules(pbx.address)) as gateway:
+    with GatewayProcess(gateway_dir, one_phone(pbx.address)) as gateway:
         final = sipp("caller_refused", remote=gateway.address).start().wait().final_response()
         assert final.status >= 400  # the step failed (401 is not an answer)
     gateway.assert_clean_exit()
