@@ -144,7 +144,7 @@ class HealthMonitor:
         kind = getattr(config, "probe", None) or "call"
         dial = dial_of(target, self.rules.targets[target])
         if kind == "options":
-            evidence: Evidence | None = await self.prober.options(self._options_uri(dial))
+            evidence: Evidence | None = await self.prober.options(self.prober.engine.dial_uri(dial))
         else:
             wait = _early_media_timeout(self.rules, target)
             evidence = await self.prober.call(dial, early_media_timeout=wait)
@@ -163,9 +163,6 @@ class HealthMonitor:
     def _probed(self, target: str) -> bool:
         config = (getattr(self.rules, "health", None) or {}).get(target)
         return bool(getattr(config, "probe", None))
-
-    def _options_uri(self, dial: Any) -> str:
-        return dial.uri or self.prober.engine.dial_uri(dial)
 
     async def _alert(self, change: HealthChange) -> None:
         states = self.board.snapshot()

@@ -48,7 +48,7 @@ class RulesView(Protocol):
     def route_for(self, to: str, from_: str | None) -> Any: ...
 
 
-Notify = Callable[[str, dict[str, Any]], None]
+StatusSink = Callable[[str, dict[str, Any]], None]  # the app's notify(kind, data)
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Switchboard:
         engine: SipEngine,
         rules: RulesView,
         admission: Admission,
-        notify: Notify,
+        notify: StatusSink,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.engine = engine
