@@ -246,7 +246,7 @@ class Gateway:
         """
         digest = _digest(self.settings.rules)
         try:
-            rules = load_rules(self.settings.rules)
+            rules = load_rules(self.settings.rules, call_legs=CALL_LEGS)
         except RulesError as error:
             for problem in error.problems:
                 logger.error("rules not reloaded: {}", problem)
@@ -282,7 +282,7 @@ def _now_iso() -> str:
 async def serve(settings: Settings) -> int:
     """Run the gateway until SIGTERM/SIGINT. Returns the process exit code."""
     try:
-        rules = load_rules(settings.rules)
+        rules = load_rules(settings.rules, call_legs=CALL_LEGS)
     except RulesError as error:
         for problem in error.problems:
             logger.error("{}", problem)

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from typing import TYPE_CHECKING
 
 from gateway.core.rules import Problem, Rules, RulesError, parse_rules, rules_json_schema
+from gateway.sip.limits import CALL_LEGS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
-def load_rules(path: Path) -> Rules:
-    """Read and check a rules file (UTF-8).
+def load_rules(path: Path, *, call_legs: int = CALL_LEGS) -> Rules:
+    """Read and check a rules file (UTF-8), and the greeting files it names.
+
+    Args:
+        path: the rules file; greetings are relative to its folder.
+        call_legs: the call legs the SIP engine gives calls; default: the
+            installed engine's (``gateway.sip.limits``).
 
     Raises:
         RulesError: the file cannot be read, is not UTF-8, or has problems.
@@ -34,7 +41,28 @@ def load_rules(path: Path) -> Rules:
         line = data.count(b"\n", 0, error.start) + 1
         message = f"(top): not UTF-8 text (byte {error.start}); save the file as UTF-8"
         raise RulesError([Problem(str(path), line, message)]) from None
-    return parse_rules(text, str(path))
+    greetings = partial(greeting_problem, path.parent)
+    return parse_rules(text, str(path), call_legs=call_legs, check_greeting=greetings)
+
+
+def greeting_problem(folder: Path, greeting: str) -> str | None:
+    """What stops the answering machine from playing ``greeting``; None: nothing.
+
+    Resolved as the answering machine does: relative to the rules file's folder.
+    """
+    where = folder / greeting
+    try:
+        with where.open("rb") as file:
+            head = file.read(12)
+    except FileNotFoundError:
+        return f"greeting file '{greeting}' not found ({where})"
+    except IsADirectoryError:
+        return f"greeting '{greeting}' is a folder, not a WAV file ({where})"
+    except OSError as error:
+        return f"greeting file '{greeting}' cannot be read: {error.strerror or error} ({where})"
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return f"greeting file '{greeting}' is not a WAV file ({where})"
+    return None
 
 
 def schema_text() -> str:

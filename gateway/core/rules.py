@@ -28,6 +28,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,7 +44,7 @@ from gateway.core.rules_errors import (
     plain,
     problems_of,
 )
-from gateway.core.rules_mail import Alerts, Strict, VoicemailBox
+from gateway.core.rules_mail import Alerts, GreetingCheck, Strict, VoicemailBox
 from gateway.core.rules_values import (
     MODES,
     NUMBER_SCHEMA,
@@ -79,6 +80,7 @@ __all__ = [
     "MODES",
     "Alerts",
     "Duration",
+    "GreetingCheck",
     "HealthWatch",
     "Match",
     "Mode",
@@ -164,6 +166,21 @@ class RingAllStep(_RingOptions):
 
     kind: ClassVar[str] = "ring_all"
     ring_all: _RingList
+
+    @field_validator("ring_all")
+    @classmethod
+    def _within_the_engine(cls, names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # The caller's own leg is one of the engine's call legs: a call can
+        # ring one target fewer than there are legs. A leg past that would be
+        # "rung" in words only; the gateway fails it at once as unreachable.
+        legs = (info.context or {}).get("call_legs")
+        if legs is not None and len(names) > legs - 1:
+            raise fail(
+                f"{len(names)} targets at once, but a call can ring at most {legs - 1} at once "
+                f"(the SIP engine has {legs} call legs and the caller holds one): ring the "
+                "others in a next step, or use ring_each"
+            )
+        return names
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -407,12 +424,23 @@ class Rules(_Strict):
         return self.targets[name]
 
 
-def parse_rules(text: str, source: str) -> Rules:
+def parse_rules(
+    text: str,
+    source: str,
+    *,
+    call_legs: int | None = None,
+    check_greeting: GreetingCheck | None = None,
+) -> Rules:
     """Parse and check a rules file's text.
 
     Args:
         text: the YAML text.
         source: the file name to put in problems.
+        call_legs: the call legs the SIP engine gives calls (the caller's leg
+            included): a ``ring_all`` of more targets than a call can ring at
+            once is a problem. None: not checked.
+        check_greeting: says what is wrong with a voicemail greeting file
+            (None when it is fine). None: greetings are not checked.
 
     Returns:
         The checked rules.
@@ -428,7 +456,8 @@ def parse_rules(text: str, source: str) -> Rules:
     data = plain(tree)
     assert isinstance(data, dict)
     sections = ("targets", "voicemail", "schedules")
-    context = {section: _names_in(data.get(section)) for section in sections}
+    context: dict[str, object] = {section: _names_in(data.get(section)) for section in sections}
+    context |= {"call_legs": call_legs, "check_greeting": check_greeting}
     try:
         return Rules.model_validate(data, context=context)
     except ValidationError as error:

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from gateway.core.rules_values import Duration, fail, one_or_list, one_or_many
+
+GreetingCheck = Callable[[str], str | None]
+"""A greeting as written in the rules -> what is wrong with its file, or None."""
 
 
 class Strict(BaseModel):
@@ -49,6 +60,17 @@ class VoicemailBox(Strict):
     @classmethod
     def _addresses(cls, email: tuple[str, ...]) -> tuple[str, ...]:
         return _check_addresses(email)
+
+    @field_validator("greeting")
+    @classmethod
+    def _greeting_playable(cls, greeting: str | None, info: ValidationInfo) -> str | None:
+        # A missing file would cost each caller pjsua's warnings and the
+        # built-in greeting instead: the file system edge says what is wrong.
+        check: GreetingCheck | None = (info.context or {}).get("check_greeting")
+        problem = None if greeting is None or check is None else check(greeting)
+        if problem is not None:
+            raise fail(f"{problem}; leave greeting out to play the built-in one")
+        return greeting
 
 
 class Alerts(Strict):

@@ -36,6 +36,7 @@ from gateway.sip.legs import (
     audio_of,
     guarded,
 )
+from gateway.sip.limits import CALL_LEGS, MAX_LEGS
 from gateway.sip.media import CallMedia
 
 if TYPE_CHECKING:
@@ -43,11 +44,9 @@ if TYPE_CHECKING:
 
     from gateway.core.plan import Dial
 
-MAX_LEGS = 4  # PJSUA_MAX_CALLS in the wheel; maxCalls above it is silently cut
-# pjsua looks for a free call slot *before* it asks onSelectAccount: with every
-# slot taken it answers 486 by itself and the gateway never hears of the
-# INVITE. One slot is kept free so that every INVITE reaches the gate.
-CALL_LEGS = MAX_LEGS - 1
+# The limits are re-exported: the switchboard and the prober read them here.
+__all__ = ["CALL_LEGS", "MAX_LEGS", "DirectAccount", "IncomingSignal", "OptionsSignal",
+           "RegistrationSignal", "SipEngine", "TrunkAccount"]  # fmt: skip
 _CODECS = {"PCMA/8000/1": 255, "PCMU/8000/1": 254}
 
 

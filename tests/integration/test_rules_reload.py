@@ -100,6 +100,25 @@ def test_reload_keeps_calls_on_their_rules_and_a_broken_file_changes_nothing(
     gateway.assert_clean_exit()
 
 
+def test_a_reload_naming_a_missing_greeting_is_refused(gateway_dir: Path) -> None:
+    rules = (
+        'version: 1\ntargets:\n  desk: {uri: "sip:desk@127.0.0.1:9"}\n'
+        "voicemail:\n  main: {email: office@example.com}\n"
+        "routes:\n  - name: line\n"
+        f'    match: {{to: "{CALLED}"}}\n    steps: [{{ring: desk}}, {{voicemail: main}}]\n'
+    )
+    missing = rules.replace("{email:", "{greeting: greetings/main.wav, email:")
+    with GatewayProcess(gateway_dir, rules) as gateway:
+        save_like_an_editor(gateway.rules_path, missing)
+        wait_for(lambda: "rules not reloaded" in gateway.log, "rejection", gateway)
+        assert (
+            f"{gateway.rules_path}:5: voicemail.main.greeting: "
+            "greeting file 'greetings/main.wav' not found"
+        ) in gateway.log
+        assert count(gateway, "rules reloaded") == 0, "a file naming no greeting was loaded"
+    gateway.assert_clean_exit()
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     with Mosquitto(tmp_path) as running:

@@ -7,6 +7,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,3 +224,75 @@ def test_explain_applies_schedules_mode_and_health() -> None:
     out = io.StringIO()
     explain(office, "+3225550100", None, monday_10, True, out, None, "closed")
     assert json.loads(out.getvalue())["steps"] == [{"kind": "voicemail", "box": "main"}]
+
+
+RING_THREE = """\
+version: 1
+targets:
+  anna: {number: "+32480000002"}
+  bert: {number: "+32480000003"}
+  carl: {number: "+32480000004"}
+routes:
+  - name: main
+    match: {to: "+3225550100"}
+    steps: [{ring_all: [anna, bert, carl]}]
+"""
+
+
+def test_how_many_targets_ring_at_once_follows_the_engine_given(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RING_THREE, encoding="utf-8")
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)  # the installed engine: 4 legs, 1 kept free, 1 the caller's
+    assert "can ring at most 2 at once" in str(caught.value)
+    bigger = load_rules(path, call_legs=4)  # a pjsua2 built with more legs
+    assert bigger.routes[0].steps[0].names == ("anna", "bert", "carl")
+
+
+def test_explain_refuses_a_step_the_engine_cannot_carry_out(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RING_THREE, encoding="utf-8")
+    code, text = run_explain(path, "+3225550100")
+    assert code == 2
+    assert "ring anna" not in text
+    assert text.startswith(f"{path}:9: routes[0].steps[0].ring_all: 3 targets at once")
+
+
+def write_rules_with_greeting(folder: Path, greeting: str) -> Path:
+    path = folder / "rules.yaml"
+    path.write_text(
+        f"version: 1\ntargets: {{anna: {{number: '+32480000002'}}}}\n"
+        f"voicemail:\n  main: {{greeting: {greeting}}}\n"
+        "routes:\n  - {name: main, match: {to: '+3225550100'}, steps: [{voicemail: main}]}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_greeting_is_found_next_to_the_rules_file(tmp_path: Path) -> None:
+    (tmp_path / "greetings").mkdir()
+    (tmp_path / "greetings" / "main.wav").write_bytes(
+        (ROOT / "gateway" / "assets" / "greeting.wav").read_bytes()
+    )
+    code, lines = run_check(write_rules_with_greeting(tmp_path, "greetings/main.wav"))
+    assert (code, len(lines)) == (0, 1), lines
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: None, "greeting file 'greetings/main.wav' not found"),
+        (lambda p: p.mkdir(), "greeting 'greetings/main.wav' is a folder, not a WAV file"),
+        (lambda p: p.write_text("hello"), "greeting file 'greetings/main.wav' is not a WAV file"),
+    ],
+)
+def test_a_greeting_that_cannot_be_played_is_a_problem_at_its_line(
+    tmp_path: Path, make: Any, words: str
+) -> None:
+    (tmp_path / "greetings").mkdir()
+    make(tmp_path / "greetings" / "main.wav")
+    path = write_rules_with_greeting(tmp_path, "greetings/main.wav")
+    code, lines = run_check(path)
+    assert code == 1
+    assert lines[0].startswith(f"{path}:4: voicemail.main.greeting: {words}"), lines
+    assert "leave greeting out to play the built-in one" in lines[0]
