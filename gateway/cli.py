@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import uvloop
-from pydantic import ValidationError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _read_state(args: argparse.Namespace) -> int:
     """``calls`` and ``status``: read the state folder of the gateway's settings."""
-    from gateway.config import Settings  # noqa: PLC0415 - keep pjsua out of reading commands
+    from gateway.config import StateSettings  # noqa: PLC0415 - keep pjsua out of reading commands
     from gateway.status import commands  # noqa: PLC0415
 
-    state_dir = Settings().state_dir
+    state_dir = StateSettings().state_dir
     now = datetime.now(UTC)
     if args.command == "calls":
         return commands.calls(state_dir, args.since, missed=args.missed, now=now,
@@ -102,17 +101,10 @@ def _read_state(args: argparse.Namespace) -> int:
 
 def _run() -> int:
     from gateway.app import serve, setup_logging  # noqa: PLC0415
-    from gateway.config import Settings  # noqa: PLC0415
+    from gateway.config_check import checked_settings  # noqa: PLC0415
 
-    try:
-        settings = Settings()
-    except ValidationError as error:
-        for problem in error.errors():
-            where = ".".join(str(p) for p in problem["loc"])
-            print(
-                f"settings: SIP_FAILOVER_{where.upper().replace('.', '__')}: {problem['msg']}",
-                file=sys.stderr,
-            )
+    settings = checked_settings(sys.stderr)
+    if settings is None:
         return 2
     setup_logging(settings.log_level)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -63,6 +63,17 @@ class SipSettings(BaseModel):
     log_level: int = Field(default=1, ge=0, le=6, description="pjsua's own log level")
     max_calls_per_source_per_minute: int = Field(default=120, ge=1)
 
+    @field_validator("listen")
+    @classmethod
+    def _is_hostport(cls, value: str) -> str:
+        try:
+            port = _split_hostport(value, 5060)[1]
+        except ValueError:
+            port = -1
+        if not 0 <= port <= 65535:
+            raise ValueError("expected host:port, e.g. 0.0.0.0:5060 or [::]:5060")
+        return value
+
     @property
     def host(self) -> str:
         return _split_hostport(self.listen, 5060)[0]
@@ -75,7 +86,9 @@ class SipSettings(BaseModel):
 class TrunkSettings(BaseModel):
     """The SIP provider account that holds the public number."""
 
-    registrar: str = Field(default="sip:127.0.0.1", description="SIP URI of the registrar")
+    # No default: a gateway registering to a guessed address fails 32 s later
+    # with a 408 that says nothing about the missing setting.
+    registrar: str = Field(description="SIP URI of the registrar")
     register_enabled: Annotated[bool, Field(alias="register")] = Field(
         default=True, description="false for trunks that send calls to a static IP"
     )
@@ -141,11 +154,14 @@ class SmtpSettings(BaseModel):
 
     model_config = {"populate_by_name": True}
 
-    @model_validator(mode="after")
-    def _one_tls_mode(self) -> SmtpSettings:
-        if self.starttls and self.tls:
-            raise ValueError("choose STARTTLS or implicit TLS, not both")
-        return self
+    @field_validator("tls")
+    @classmethod
+    def _one_tls_mode(cls, tls: bool, info: ValidationInfo) -> bool:
+        if tls and info.data.get("starttls"):
+            raise ValueError(
+                "choose STARTTLS (SIP_FAILOVER_SMTP__STARTTLS) or implicit TLS, not both"
+            )
+        return tls
 
 
 class MqttSettings(BaseModel):
@@ -165,8 +181,12 @@ class MqttSettings(BaseModel):
         return value
 
 
-class Settings(BaseSettings):
-    """Everything the gateway needs that is not in the rules file."""
+class StateSettings(BaseSettings):
+    """Where the gateway keeps its state: all that ``calls`` and ``status`` read.
+
+    Those commands run next to the gateway, often with only
+    ``SIP_FAILOVER_STATE_DIR`` set: they need no trunk.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="SIP_FAILOVER_",
@@ -178,15 +198,7 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    gateway_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0])
-    rules: Path = Path("rules/example.yaml")
     state_dir: Path = Path("state")
-    sip: SipSettings = SipSettings()
-    trunk: TrunkSettings = TrunkSettings()
-    smtp: SmtpSettings = SmtpSettings()
-    mqtt: MqttSettings = MqttSettings()
-    shutdown_grace: float = Field(default=30.0, ge=0)
-    log_level: str = Field(default="INFO", description="loguru level of the gateway's log")
 
     @classmethod
     def settings_customise_sources(
@@ -201,3 +213,21 @@ class Settings(BaseSettings):
         del settings_cls
         secrets = NestedSecretsSettingsSource(file_secret_settings)
         return init_settings, env_settings, dotenv_settings, secrets
+
+
+class Settings(StateSettings):
+    """Everything the gateway needs that is not in the rules file.
+
+    ``trunk.registrar`` has no default: build these through
+    ``gateway.config_check.checked_settings``, which names each wrong or
+    missing variable.
+    """
+
+    gateway_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0])
+    rules: Path = Path("rules/example.yaml")
+    sip: SipSettings = SipSettings()
+    trunk: TrunkSettings
+    smtp: SmtpSettings = SmtpSettings()
+    mqtt: MqttSettings = MqttSettings()
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    log_level: str = Field(default="INFO", description="loguru level of the gateway's log")

@@ -19,10 +19,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from pydantic import ValidationError
-
 from gateway.app import setup_logging
-from gateway.config import Settings
+from gateway.config_check import checked_settings
 from gateway.core.health import ProbeResult, verdict
 from gateway.core.plan import dial_of
 from gateway.core.rules import RulesError
@@ -34,6 +32,7 @@ from gateway.sip.legs import LegSignal
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from gateway.config import Settings
     from gateway.core.health import Evidence
     from gateway.core.plan import Dial
     from gateway.core.rules import Rules
@@ -57,12 +56,11 @@ def probe(target: str, kind: str | None, out: TextIO, err: TextIO) -> int:
     Returns:
         0 when the probe ran, 2 for bad settings, rules, kind or target.
     """
-    try:
-        settings = Settings()
-        rules = load_rules(settings.rules)
-    except ValidationError as error:
-        print(f"settings: {error.errors()[0]['msg']} ({error.title})", file=err)
+    settings = checked_settings(err)
+    if settings is None:
         return EXIT_USAGE
+    try:
+        rules = load_rules(settings.rules)
     except RulesError as error:
         for problem in error.problems:
             print(problem, file=err)

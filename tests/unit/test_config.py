@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import io
+import time
+from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
-from gateway.config import Settings, sip_uri_hostport
+from gateway.config import Settings, StateSettings, sip_uri_hostport
+from gateway.config_check import checked_settings, known_variables
 
-if TYPE_CHECKING:
-    from pathlib import Path
+REGISTRAR = ("SIP_FAILOVER_TRUNK__REGISTRAR", "sip:trunk.example.net")
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,7 @@ def test_a_password_from_the_secrets_folder_never_shows(tmp_path: Path) -> None:
     (secrets / "sip_failover_trunk__password").write_text("hunter2-trunk")
     # SIP_FAILOVER_SECRETS_DIR sets this folder when the class is built (as
     # systemd's credentials are); the same folder is given here per instance.
-    settings = Settings(_secrets_dir=secrets)  # type: ignore[call-arg]
+    settings = Settings(_secrets_dir=secrets, trunk={"registrar": "sip:trunk.example.net"})
     assert settings.trunk.password.get_secret_value() == "hunter2-trunk"
     assert "hunter2" not in repr(settings)
     assert "hunter2" not in str(settings.model_dump())
@@ -59,32 +60,117 @@ def test_the_environment_wins_over_a_dot_env_file(
 ) -> None:
     (tmp_path / ".env").write_text("SIP_FAILOVER_GATEWAY_ID=from-file\nSIP_FAILOVER_STATE_DIR=/x\n")
     monkeypatch.setenv("SIP_FAILOVER_GATEWAY_ID", "from-env")
+    monkeypatch.setenv(*REGISTRAR)
     settings = Settings()
     assert settings.gateway_id == "from-env"
     assert str(settings.state_dir) == "/x"
 
 
+def problems(err: io.StringIO) -> list[str]:
+    return err.getvalue().splitlines()
+
+
+def test_without_a_registrar_the_settings_say_which_variable_is_missing() -> None:
+    err = io.StringIO()
+    assert checked_settings(err) is None
+    assert problems(err) == [
+        "settings: SIP_FAILOVER_TRUNK__REGISTRAR: required, but not set (SIP URI of the registrar)"
+    ]
+
+
+def test_run_and_probe_stop_at_once_without_a_registrar(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main  # noqa: PLC0415 - imports the SIP engine
+
+    assert main(["run"]) == 2
+    assert "SIP_FAILOVER_TRUNK__REGISTRAR: required" in capsys.readouterr().err
+    started = time.monotonic()
+    assert main(["probe", "anna"]) == 2
+    assert time.monotonic() - started < 5, "the probe ran before its settings were checked"
+    err = capsys.readouterr().err
+    assert "SIP_FAILOVER_TRUNK__REGISTRAR: required" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("name", "value", "words"),
     [
-        ("SIP_FAILOVER_TRUNK__REGISTRAR", "trunk.example.net"),  # not a sip: URI
-        ("SIP_FAILOVER_MQTT__URL", "http://broker"),
-        ("SIP_FAILOVER_SMTP__LIFETIME_DAYS", "0"),
+        ("SIP_FAILOVER_TRUNK__REGISTRAR", "trunk.invalid", "must be a sip: URI"),
+        ("SIP_FAILOVER_MQTT__URL", "http://broker", "must start with mqtt://"),
+        ("SIP_FAILOVER_SMTP__LIFETIME_DAYS", "0", "greater than 0"),
+        ("SIP_FAILOVER_TRUNK__EXPIRES", "often", "valid integer"),
+        ("SIP_FAILOVER_SIP__LISTEN", "0.0.0.0:sip", "host:port"),
+        ("SIP_FAILOVER_TRUNK__SOURCES", "198.51.100.77", 'a JSON list, e.g. ["198.51.100.10"]'),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, words: str
 ) -> None:
+    monkeypatch.setenv(*REGISTRAR)
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError):
-        Settings()
+    err = io.StringIO()
+    assert checked_settings(err) is None
+    (line,) = problems(err)
+    assert line.startswith(f"settings: {name}: "), line
+    assert words in line
+    said = line.removeprefix(f"settings: {name}: ")
+    assert value not in said or value == "0", "a value may be a secret: never printed"
+
+
+def test_a_bad_setting_in_the_dot_env_file_is_named_too(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SIP_FAILOVER_TRUNK__REGISTRAR=trunk.example.net\n")
+    err = io.StringIO()
+    assert checked_settings(err) is None
+    assert problems(err)[0].startswith("settings: SIP_FAILOVER_TRUNK__REGISTRAR: must be a sip:")
 
 
 def test_both_tls_modes_at_once_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(*REGISTRAR)
     monkeypatch.setenv("SIP_FAILOVER_SMTP__STARTTLS", "true")
     monkeypatch.setenv("SIP_FAILOVER_SMTP__TLS", "true")
-    with pytest.raises(ValidationError, match="STARTTLS or implicit TLS"):
-        Settings()
+    err = io.StringIO()
+    assert checked_settings(err) is None
+    assert problems(err) == [
+        (
+            "settings: SIP_FAILOVER_SMTP__TLS: choose STARTTLS (SIP_FAILOVER_SMTP__STARTTLS) "
+            "or implicit TLS, not both"
+        )
+    ]
+
+
+def test_misspelt_variables_are_warned_about_with_the_likely_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(*REGISTRAR)
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK_REGISTRAR", "sip:typo.example.net")
+    monkeypatch.setenv("sip_failover_smtp__hots", "mail.example.com")
+    (tmp_path / ".env").write_text("SIP_FAILOVER_MQTT__URI=mqtt://broker\nOTHER=1\n")
+    err = io.StringIO()
+    settings = checked_settings(err)
+    assert settings is not None
+    assert problems(err) == [
+        ("settings: warning: SIP_FAILOVER_MQTT__URI (in .env) is no setting and is ignored; "
+         "did you mean SIP_FAILOVER_MQTT__URL?"),
+        ("settings: warning: SIP_FAILOVER_SMTP__HOTS is no setting and is ignored; "
+         "did you mean SIP_FAILOVER_SMTP__HOST?"),
+        ("settings: warning: SIP_FAILOVER_TRUNK_REGISTRAR is no setting and is ignored; "
+         "did you mean SIP_FAILOVER_TRUNK__REGISTRAR?"),
+    ]
+
+
+def test_every_documented_variable_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(*REGISTRAR)
+    for name in ("SIP_FAILOVER_TRUNK__REGISTER", "SIP_FAILOVER_SMTP__FROM",
+                 "SIP_FAILOVER_SECRETS_DIR", "SIP_FAILOVER_SIP__RTP_PORT_RANGE"):  # fmt: skip
+        monkeypatch.setenv(name, "1" if "PORT" in name else "x")
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK__REGISTER", "false")
+    err = io.StringIO()
+    assert checked_settings(err) is not None
+    assert problems(err) == []
+
+
+def test_calls_and_status_need_only_the_state_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIP_FAILOVER_STATE_DIR", "/var/lib/sip-failover")
+    assert str(StateSettings().state_dir) == "/var/lib/sip-failover"
 
 
 @pytest.mark.parametrize(
@@ -97,3 +183,13 @@ def test_both_tls_modes_at_once_are_refused(monkeypatch: pytest.MonkeyPatch) -> 
 )
 def test_sip_uri_host_and_port(uri: str, hostport: tuple[str, int]) -> None:
     assert sip_uri_hostport(uri) == hostport
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `SIP_FAILOVER_")]
+    _, spelled = known_variables()
+    for name in spelled:
+        section, _, key = name.rpartition("__")
+        listed = any(name in row or (f"{section}__" in row and f"`__{key}`" in row) for row in rows)
+        assert listed, f"{name} is not in README.md's settings table"
