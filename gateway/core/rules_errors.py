@@ -23,6 +23,8 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
 
+from gateway.core.rules_indent import colon_in_value, indentation
+
 if typing.TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
@@ -68,7 +70,7 @@ def load_tree(text: str, source: str) -> object:
     try:
         return YAML(typ="rt").load(text)
     except MarkedYAMLError as error:
-        problem = _yaml_problem(error, source)
+        problem = _yaml_problem(error, source, text)
         # "end of stream" is marked after the last line break: name the last line.
         last = max(1, len(text.splitlines()))
         raise RulesError([Problem(source, min(problem.line, last), problem.message)]) from None
@@ -78,10 +80,13 @@ def load_tree(text: str, source: str) -> object:
         raise RulesError([Problem(source, line, message)]) from None
 
 
-def _yaml_problem(error: MarkedYAMLError, source: str) -> Problem:
+def _yaml_problem(error: MarkedYAMLError, source: str, text: str) -> Problem:
     mark = error.problem_mark or error.context_mark
     line = mark.line + 1 if mark is not None else 1
     problem = str(error.problem or error.context or error).strip()
+    words = _in_words(problem, text, line, mark.column if mark is not None else -1)
+    if words is not None:
+        return Problem(source, line, words)
     if isinstance(error, DuplicateKeyError):
         first = error.context_mark.line + 1 if error.context_mark is not None else line
         key = problem.split('"')[1] if problem.count('"') >= 2 else "?"
@@ -95,6 +100,15 @@ def _yaml_problem(error: MarkedYAMLError, source: str) -> Problem:
     if error.context and error.context_mark:
         context = f" ({error.context} on line {error.context_mark.line + 1})"
     return Problem(source, line, f"invalid YAML: {problem}{context}")
+
+
+def _in_words(problem: str, text: str, line: int, column: int) -> str | None:
+    """The parser's words for a mis-indented line or a colon in a value, said plainly."""
+    if problem == "mapping values are not allowed here":
+        return colon_in_value(text, line, column) or indentation(text, line)
+    if problem.startswith(("expected <block end>", "expected '<document start>'")):
+        return indentation(text, line)
+    return None
 
 
 def plain(node: object) -> object:
