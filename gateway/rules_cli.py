@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo
 
 from gateway.core.causes import FAILURES, Outcome
-from gateway.core.plan import Plan, PlanStep, RingPlan, plan_steps
+from gateway.core.plan import DEAD_HEALTH, Plan, PlanStep, RingPlan, plan_call, probed
 from gateway.core.rules import Route, Rules, RulesError, normalize_number
 from gateway.core.schedule import describe_schedule, sample_times
 from gateway.rules_file import load_rules
@@ -138,6 +138,12 @@ def explain(  # noqa: PLR0913, PLR0917 - the command line's contract: one argume
         for problem in error.problems:
             print(problem, file=out)
         return EXIT_BAD_RULES
+    unknown = [f"--health {name}={state}: no target '{name}' in the rules "
+               f"(targets: {', '.join(sorted(rules.targets)) or 'none'})"
+               for name, state in (health or {}).items() if name not in rules.targets]  # fmt: skip
+    if unknown:
+        print("\n".join(unknown), file=out)
+        return EXIT_BAD_RULES
     if mode:
         rules = rules.with_mode_override(mode)  # type: ignore[arg-type] # checked by argparse
     when = at or datetime.now(UTC)
@@ -160,16 +166,15 @@ def explanation(
     call = {"to": to, "from": from_, "at": local.isoformat(), "mode": mode, "mode_source": source,
             "health": dict(health or {})}  # fmt: skip
     intro = f"at {local:%a %Y-%m-%d %H:%M} ({rules.timezone}), mode {mode} (from {source})"
-    route = rules.route_for(to, from_, at)
+    plan = plan_call(rules, to, from_, at, health or {})  # the gateway's own planner
     schedules = {name: rules.is_open(name, at) for name in rules.schedules}
-    if route is None:
+    if plan is None:
         text = f"{intro}: {_refusal(rules, to, from_)}"
         return {**call, "schedules": schedules, "route": None, "steps": [], "text": text}
-    plan = plan_steps(route.name, tuple(route.steps), rules.targets, health,
-                      mode=mode, main=rules.main_line(route))  # fmt: skip
+    route = next(r for r in rules.routes if r.name == plan.route)
     words = "; ".join(f"{i}. {_step_words(step)}" for i, step in enumerate(plan.steps, 1))
     text = f"{intro}: route {route.name}{_why(rules, route, schedules)}: {words or 'no step'}"
-    text += _left_out(rules, route, plan)
+    text += _left_out(rules, route, plan, health or {})
     if not plan.steps or plan.steps[-1].kind != "voicemail":
         text += "; then the call is refused"
     steps = [_step_dict(step) for step in plan.steps]
@@ -188,16 +193,20 @@ def _why(rules: Rules, route: Route, schedules: Mapping[str, bool]) -> str:
     return f" ({'; '.join(reasons)})" if reasons else ""
 
 
-def _left_out(rules: Rules, route: Route, plan: Plan) -> str:
+def _left_out(rules: Rules, route: Route, plan: Plan, health: Mapping[str, str]) -> str:
     planned = {n for step in plan.steps for n in step.names}
     skipped = {n for step in plan.steps if isinstance(step, RingPlan) for n in step.skipped}
+    skipped |= set(plan.skipped)
     written = [n for step in route.steps for n in step.names]
     notes = []
     for name in dict.fromkeys(written):
         if name in planned:
+            if health.get(name) in DEAD_HEALTH and name not in probed(rules):
+                notes.append(f"{name} is {health[name]} but has no probe: rung anyway "
+                             "(only probed targets are skipped)")  # fmt: skip
             continue
         if name in skipped or plan.mode == "normal":
-            notes.append(f"{name} left out (health down or unassigned)")
+            notes.append(f"{name} left out (health {health.get(name, 'down or unassigned')})")
         elif plan.mode == "force-backup" and name in rules.main_line(route):
             notes.append(f"{name} left out (main line, mode force-backup)")
         else:

@@ -18,7 +18,7 @@ from loguru import logger
 from gateway.core import actions as act
 from gateway.core.causes import Outcome
 from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed, VoicemailEnded
-from gateway.core.plan import Plan, VoicemailPlan, plan_steps
+from gateway.core.plan import Plan, VoicemailPlan, plan_call
 from gateway.core.session import CallInfo, CallSession, CallState
 from gateway.sip.engine import (
     CALL_LEGS,
@@ -152,14 +152,11 @@ class Switchboard:
         rules: Any = self.rules
         now = datetime.now(UTC)
         for called in sig.called:
-            route = rules.route_for(called, sig.caller, now)
-            if route is not None:
+            plan = plan_call(rules, called, sig.caller, now, self.health)
+            if plan is not None:
                 mode, source = rules.active_mode
                 if mode != "normal":
                     logger.info("call {}: mode {} (set by {})", sig.call_id, mode, source)
-                main = rules.main_line(route)
-                plan = plan_steps(route.name, tuple(route.steps), rules.targets, self.health,
-                                  mode=mode, main=main)  # fmt: skip
                 return called, plan
         return None
 

@@ -22,6 +22,9 @@ from gateway.core.causes import FAILURES, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
+
+    from gateway.core.rules import Rules
 
 DEAD_HEALTH: frozenset[str] = frozenset({"unassigned", "down"})
 MODES: frozenset[str] = frozenset({"normal", "force-backup", "closed"})
@@ -103,6 +106,41 @@ def dial_of(name: str, target: object) -> Dial:
     number = getattr(target, "number", None)
     uri = getattr(target, "uri", None)
     return Dial(name=name, number=number, uri=uri)
+
+
+def plan_call(
+    rules: Rules, to: str, from_: str | None, at: datetime, health: Mapping[str, str]
+) -> Plan | None:
+    """The plan for a call: the route that takes it, its steps for this mode and health.
+
+    The one planning function of the running gateway and of ``explain``, so
+    that they cannot disagree. Only a target with a probe is skipped for its
+    health (docs/health.md): real calls are an unprobed target's only evidence,
+    so skipping it once would skip it for ever.
+
+    Args:
+        rules: the rules in force, with their mode (``Rules.active_mode``).
+        to: the called number.
+        from_: the caller's number; None when withheld.
+        at: when the call comes (aware), for schedules.
+        health: target name -> health state; names without a probe are ignored.
+
+    Returns:
+        The plan, or None when no route takes the call (it is refused with 404).
+    """
+    route = rules.route_for(to, from_, at)
+    if route is None:
+        return None
+    watched = probed(rules)
+    skippable = {name: state for name, state in health.items() if name in watched}
+    mode, _ = rules.active_mode
+    return plan_steps(route.name, tuple(route.steps), rules.targets, skippable,
+                      mode=mode, main=rules.main_line(route))  # fmt: skip
+
+
+def probed(rules: Rules) -> frozenset[str]:
+    """The targets with a probe: the only ones a plan skips for their health."""
+    return frozenset(name for name, watch in rules.health.items() if watch.probe is not None)
 
 
 def plan_steps(  # noqa: PLR0913 - the route, the rules' parts and the call's context

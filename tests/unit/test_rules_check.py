@@ -210,9 +210,9 @@ def test_explain_applies_schedules_mode_and_health() -> None:
         out.getvalue()
         .strip()
         .endswith(
-            "1. ring bert (+32480000003), 15s each; 2. voicemail main; "
-            "office-mobile left out (main line, mode force-backup); "
-            "anna left out (health down or unassigned)"
+            "1. ring anna (+32480000002), then bert (+32480000003), 15s each; "
+            "2. voicemail main; office-mobile left out (main line, mode force-backup); "
+            "anna is down but has no probe: rung anyway (only probed targets are skipped)"
         )
     )
     _, text = run_explain(office, "+3225550100", at=datetime(2026, 12, 25, 10, 0, tzinfo=UTC))
@@ -296,3 +296,28 @@ def test_a_greeting_that_cannot_be_played_is_a_problem_at_its_line(
     assert code == 1
     assert lines[0].startswith(f"{path}:4: voicemail.main.greeting: {words}"), lines
     assert "leave greeting out to play the built-in one" in lines[0]
+
+
+def test_explain_skips_only_probed_targets_as_the_gateway_does() -> None:
+    office = EXAMPLE.parent / "office-hours.yaml"  # office-mobile has a probe, anna none
+    monday_10 = datetime(2026, 5, 4, 10, 0)  # noqa: DTZ001 - naive: the rules' time zone
+    out = io.StringIO()
+    health = {"office-mobile": "unassigned", "anna": "down"}
+    assert explain(office, "+3225550100", None, monday_10, True, out, health) == 0
+    report = json.loads(out.getvalue())
+    assert [[t["name"] for t in step.get("targets", [])] for step in report["steps"]] == [
+        ["anna", "bert"],
+        [],
+    ]
+    assert report["steps"][0]["skipped"] == []
+    assert "office-mobile left out (health unassigned)" in report["text"]
+    assert "anna is down but has no probe: rung anyway" in report["text"]
+
+
+def test_explain_refuses_health_for_a_target_the_rules_do_not_have() -> None:
+    out = io.StringIO()
+    code = explain(EXAMPLE, "+3225550100", None, None, False, out, {"bobb": "down"})
+    assert code == 2
+    assert out.getvalue().strip() == (
+        "--health bobb=down: no target 'bobb' in the rules (targets: anna, desk, office-mobile)"
+    )
