@@ -15,6 +15,7 @@ import contextlib
 import random
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -115,7 +116,8 @@ class HealthMonitor:
             # Only a probed target may be skipped by plans: with no probe, a
             # skipped target would never be tried again, so never recover.
             self.health[target] = change.state.value
-        logger.warning("target {} is now {} ({})", target, change.state.value, evidence.text)
+        logger.log(_level(change), "target {} is now {} ({})", target, change.state.value,
+                   evidence.text)  # fmt: skip
         self.notify("target.health", change.as_json())
         self.coalescer.push(change, asyncio.get_running_loop().time())
         self._wake.set()
@@ -168,8 +170,9 @@ class HealthMonitor:
         states = self.board.snapshot()
         go_to = ", ".join(n for n, s in states.items() if n != change.target and
                           s.state not in DEAD)  # fmt: skip
-        text = alert_text(change, calls_go_to=go_to or None)
-        logger.warning("alert: {}", text)
+        # People read the time on the office clock, as in the voicemail mail.
+        text = alert_text(change, calls_go_to=go_to or None, tz=ZoneInfo(self.rules.timezone))
+        logger.log(_level(change), "alert: {}", text)
         self.notify("health.alert", {"target": change.target, "state": change.state.value,
                                      "previous": change.previous.value, "text": text})  # fmt: skip
         if self.mail is not None:
@@ -185,6 +188,11 @@ class HealthMonitor:
         delay = max(0.0, deadline - asyncio.get_running_loop().time())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
+
+
+def _level(change: HealthChange) -> str:
+    """A target lost is a warning; one found again (or first seen up) is news."""
+    return "WARNING" if change.state in DEAD else "INFO"
 
 
 def _policy(config: Any) -> HealthPolicy:

@@ -1,0 +1,82 @@
+"""The health monitor as an admin meets it: its log lines and its alert mails."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from loguru import logger
+
+from gateway.core.causes import Outcome
+from gateway.core.health import Evidence, HealthChange, ProbeResult, Source
+from gateway.core.rules import parse_rules
+from gateway.health_monitor import HealthMonitor
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+RULES = parse_rules(textwrap.dedent("""\
+    version: 1
+    timezone: Europe/Brussels
+    targets:
+      office-mobile: {number: "+32470000001"}
+      anna: {number: "+32480000002"}
+    alerts: {email: admin@example.com}
+    routes:
+      - {name: main, match: {to: "+3225550100"}, steps: [{ring: office-mobile}, {ring: anna}]}
+    health:
+      office-mobile: {probe: call, down_after: 1, up_after: 1}
+    """), "rules.yaml")  # fmt: skip
+AT_0942_UTC = datetime(2026, 3, 14, 9, 42, 5, tzinfo=UTC)  # 10:42 in Brussels
+
+
+@pytest.fixture
+def logged() -> Iterator[list[Any]]:
+    records: list[Any] = []
+    sink = logger.add(lambda message: records.append(message.record), level="DEBUG")
+    yield records
+    logger.remove(sink)
+
+
+def monitor(mails: list[str]) -> HealthMonitor:
+    async def mail(change: HealthChange, text: str) -> None:
+        del change
+        mails.append(text)
+
+    watching = HealthMonitor(None, {}, lambda kind, data: None, mail=mail)  # type: ignore[arg-type]
+    watching.reload(RULES, 0.0)
+    return watching
+
+
+def probe(outcome: Outcome | ProbeResult, sip_code: int) -> Evidence:
+    return Evidence.of(Source.CALL_PROBE, outcome, AT_0942_UTC, sip_code=sip_code)
+
+
+async def test_a_target_going_down_is_a_warning_and_coming_back_is_news_not_a_warning(
+    logged: list[Any],
+) -> None:
+    watching = monitor([])
+    watching.observe("office-mobile", probe(Outcome.UNASSIGNED, 404))
+    watching.observe("office-mobile", probe(ProbeResult.PROGRESS, 180))
+    levels = [(r["level"].name, r["message"]) for r in logged if "is now" in r["message"]]
+    assert [level for level, _ in levels] == ["WARNING", "INFO"], levels
+    assert "office-mobile is now up" in levels[1][1]
+
+
+async def test_the_alert_mail_tells_the_time_in_the_rules_time_zone(logged: list[Any]) -> None:
+    mails: list[str] = []
+    watching = monitor(mails)
+    change = watching.observe("office-mobile", probe(Outcome.UNASSIGNED, 404))
+    assert change is not None
+    await watching._alert(change)
+    assert mails == [  # 09:42 UTC
+        "office-mobile (+32470000001) answers UNASSIGNED since 10:42 — calls go to anna"
+    ]
+    recovered = watching.observe("office-mobile", probe(ProbeResult.PROGRESS, 180))
+    assert recovered is not None
+    await watching._alert(recovered)
+    assert mails[1].startswith("office-mobile (+32470000001) is UP again since 10:42")
+    alerts = [r["level"].name for r in logged if r["message"].startswith("alert:")]
+    assert alerts == ["WARNING", "INFO"]
