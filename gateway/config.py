@@ -14,7 +14,7 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
@@ -24,6 +24,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from gateway.core.presentation import Present, Redirection
 
 SECRETS_DIR_ENV = "SIP_FAILOVER_SECRETS_DIR"
 
@@ -41,11 +43,15 @@ def _split_hostport(value: str, default_port: int) -> tuple[str, int]:
 
 
 def sip_uri_hostport(uri: str) -> tuple[str, int]:
-    """Host and port of a ``sip:`` URI (``sip:user@host:port;params``)."""
+    """Host and port of a ``sip:`` URI (``sip:user@host:port;params``).
+
+    With no port, 5061 for ``sips:`` and ``transport=tls``, else 5060 (RFC 3263).
+    """
     rest = uri.split(":", 1)[1] if ":" in uri else uri
+    tls = uri.lower().startswith("sips:") or ";transport=tls" in uri.lower()
     rest = rest.split(";", 1)[0].split("?", 1)[0]
     rest = rest.rsplit("@", 1)[-1]
-    return _split_hostport(rest, 5060)
+    return _split_hostport(rest, 5061 if tls else 5060)
 
 
 class SipSettings(BaseModel):
@@ -83,6 +89,20 @@ class SipSettings(BaseModel):
         return _split_hostport(self.listen, 5060)[1]
 
 
+DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+class TrunkTlsSettings(BaseModel):
+    """SIP over TLS to the trunk (``transport: tls``)."""
+
+    port: int = Field(default=5061, ge=1, le=65535, description="the gateway's TLS listen port")
+    ca_file: Path = Field(default=DEBIAN_CA_BUNDLE, description="CAs to check the trunk against")
+    verify_server: bool = Field(default=True, description="refuse a trunk whose certificate fails")
+    cert_file: Path | None = Field(default=None, description="the gateway's certificate (PEM)")
+    key_file: Path | None = Field(default=None, description="its private key (PEM)")
+    key_password: SecretStr = SecretStr("")
+
+
 class TrunkSettings(BaseModel):
     """The SIP provider account that holds the public number."""
 
@@ -102,8 +122,31 @@ class TrunkSettings(BaseModel):
     expires: int = Field(default=300, ge=30, le=86400)
     retry_first: float = Field(default=5.0, gt=0, description="first re-REGISTER after a failure")
     retry_max: float = Field(default=300.0, gt=0, description="cap of the re-REGISTER backoff")
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    tls: TrunkTlsSettings = TrunkTlsSettings()
+    present: Present = Field(default=Present.CALLER, description="caller's or public number")
+    assert_identity: bool = Field(default=False, description="add P-Asserted-Identity")
+    redirect_header: Redirection = Redirection.DIVERSION
 
     model_config = {"populate_by_name": True}
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> TrunkSettings:
+        tls = self.tls
+        if self.transport != "tls":
+            return self
+        if tls.verify_server and not tls.ca_file.is_file():
+            raise ValueError(f"tls.ca_file {tls.ca_file} is not a file: nothing to verify with")
+        if (tls.cert_file is None) != (tls.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file go together")
+        return self
+
+    def uri(self, uri: str) -> str:
+        """``uri`` (one of the trunk's) over the trunk's transport: ``;transport=tcp|tls``."""
+        lower = uri.lower()
+        if self.transport == "udp" or lower.startswith("sips:") or ";transport=" in lower:
+            return uri
+        return f"{uri};transport={self.transport}"
 
     @field_validator("registrar", "proxy")
     @classmethod

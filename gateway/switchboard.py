@@ -233,7 +233,7 @@ class Switchboard:
         call.legs.add(leg)
         if self.engine.legs_in_use() < CALL_LEGS:
             logger.info("call {}: ringing {} ({})", call_id, target.name, target.label)
-            self.engine.ring(leg, target)
+            self.engine.ring(leg, target, call.session.info)
 
     def _leg_failed_locally(self, leg: str) -> None:
         self._on_leg(LegSignal(leg, LegFailed(leg, Outcome.UNREACHABLE)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
@@ -26,6 +26,7 @@ from loguru import logger
 from gateway.config import Settings, sip_uri_hostport
 from gateway.core.causes import Outcome, reason_header
 from gateway.core.events import LegFailed
+from gateway.core.presentation import Policy, Present, present
 from gateway.sip import message
 from gateway.sip.legs import (
     InboundLeg,
@@ -38,11 +39,13 @@ from gateway.sip.legs import (
 )
 from gateway.sip.limits import CALL_LEGS, MAX_LEGS
 from gateway.sip.media import CallMedia
+from gateway.sip.transports import ANY_HOST, create_transports
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from gateway.core.plan import Dial
+    from gateway.core.session import CallInfo
 
 # The limits are re-exported: the switchboard and the prober read them here.
 __all__ = ["CALL_LEGS", "MAX_LEGS", "DirectAccount", "IncomingSignal", "OptionsSignal",
@@ -118,8 +121,9 @@ class TrunkAccount(pj.Account):  # type: ignore[misc]
     @guarded
     def onIncomingCall(self, prm: Any) -> None:
         call_id = next(self._ids)
-        InboundLeg(self.registry, self, prm.callId, call_id)  # held by the registry
+        leg = InboundLeg(self.registry, self, prm.callId, call_id)  # held by the registry
         raw = str(prm.rdata.wholeMsg)
+        leg.caller_id = message.caller_id(raw)
         caller = (
             message.uri_user(message.header(raw, "P-Asserted-Identity"))
             or message.uri_user(message.header(raw, "From"))
@@ -180,19 +184,20 @@ class SipEngine:
         self._log_writer = _LogWriter()
         self.media = CallMedia(self.registry)
         self.listen: str = ""
+        trunk = settings.trunk
+        self._policy = Policy(trunk.present, trunk.assert_identity, trunk.redirect_header)
 
     # -- life cycle ----------------------------------------------------------
 
     def start(self) -> None:
-        """Create the endpoint, the UDP transport and the trunk account."""
+        """Create the endpoint, the transports and the accounts."""
         self._ep = _Endpoint(self._admit, self._trunk_id)
         self._ep.libCreate()
         self._ep.libInit(self._ep_config())
         self._ep.audDevManager().setNullDev()
         for codec in self._ep.codecEnum2():
             self._ep.codecSetPriority(codec.codecId, _CODECS.get(codec.codecId, 0))
-        tid = self._ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, self._transport_config())
-        self.listen = str(self._ep.transportGetInfo(tid).localName)
+        self.listen = create_transports(self._ep, self.settings)
         self._ep.libStart()
         # No default account: a call the gate refuses must find no account at
         # all (pjsua falls back to the default one). An uncreated Account has
@@ -272,30 +277,65 @@ class SipEngine:
     def legs_in_use(self) -> int:
         return self.registry.in_use()
 
-    def ring(self, leg: str, target: Dial) -> None:
-        """INVITE a target; a local failure comes back as an unreachable leg."""
-        call = OutboundLeg(self.registry, self._account_for(self.dial_uri(target)), leg)
+    def ring(self, leg: str, target: Dial, call_info: CallInfo | None = None) -> None:
+        """INVITE a target; a local failure comes back as an unreachable leg.
+
+        Args:
+            leg: our id for the leg.
+            target: what to dial.
+            call_info: the call the leg forwards: the INVITE presents its
+                caller (None: a probe, presenting the gateway's own account).
+        """
+        uri = self.dial_uri(target)
+        account = self._account_for(uri)
+        uri = self.settings.trunk.uri(uri) if account is self._trunk else uri
+        call = OutboundLeg(self.registry, account, leg)
         prm = pj.CallOpParam(True)
+        if call_info is not None:
+            self._present(prm, call_info, uri, account)
         try:
-            call.makeCall(self.dial_uri(target), prm)
+            call.makeCall(uri, prm)
         except pj.Error as err:
             self.registry.outbound.pop(leg, None)
             logger.warning("leg {} to {} failed locally: {}", leg, target.label, err.info())
             self.registry.emit(LegSignal(leg, LegFailed(leg, Outcome.UNREACHABLE)))
+
+    def _present(self, prm: Any, info: CallInfo, uri: str, account: pj.Account) -> None:
+        """Present the forwarded caller: pjsua 2.14+ takes a per-call From in ``localUri``."""
+        inbound = self.registry.inbound.get(info.call_id)
+        if inbound is None or inbound.caller_id is None:
+            return
+        trunk = account is self._trunk
+        # ``public`` is for trunks that allow only their own numbers; a desk
+        # phone or PBX reached directly always sees the caller.
+        policy = self._policy if trunk else replace(self._policy, present=Present.CALLER)
+        shown = present(inbound.caller_id, info.called, uri, self._domain(trunk=trunk), policy)
+        prm.txOption.localUri = shown.from_uri
+        _add_headers(prm, shown.headers)
+
+    def _domain(self, *, trunk: bool) -> str:
+        """The host part of an account's URIs: the trunk's domain, or our own address."""
+        if not trunk:
+            return self.listen.rsplit(":", 1)[0] if self.listen else "127.0.0.1"
+        host, port = sip_uri_hostport(self.settings.trunk.registrar)
+        host = f"[{host}]" if ":" in host else host
+        return host if port == 5060 else f"{host}:{port}"
 
     def _account_for(self, uri: str) -> pj.Account:
         """The trunk account for the trunk's own server; else the one with no credentials."""
         assert self._trunk is not None
         assert self._direct is not None
         trunk = self.settings.trunk
-        servers = {sip_uri_hostport(trunk.outbound_proxy), sip_uri_hostport(trunk.registrar)}
-        return self._trunk if sip_uri_hostport(uri) in servers else self._direct
+        servers = {sip_uri_hostport(trunk.uri(trunk.outbound_proxy)),
+                   sip_uri_hostport(trunk.uri(trunk.registrar))}  # fmt: skip
+        return self._trunk if sip_uri_hostport(trunk.uri(uri)) in servers else self._direct
 
     def dial_uri(self, target: Dial) -> str:
         """The Request-URI for a target: a number goes through the trunk's proxy."""
         if target.uri is not None:
             return target.uri
-        host, port = sip_uri_hostport(self.settings.trunk.outbound_proxy)
+        trunk = self.settings.trunk
+        host, port = sip_uri_hostport(trunk.uri(trunk.outbound_proxy))
         host = f"[{host}]" if ":" in host else host
         return f"sip:{target.number}@{host}:{port}"
 
@@ -351,10 +391,7 @@ class SipEngine:
     def _hangup(self, call: pj.Call, code: int, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
         prm = pj.CallOpParam()
         prm.statusCode = code
-        for name, value in headers:
-            hdr = pj.SipHeader()
-            hdr.hName, hdr.hValue = name, value
-            prm.txOption.headers.append(hdr)
+        _add_headers(prm, headers)
         try:
             call.hangup(prm)
         except pj.Error as err:
@@ -379,20 +416,10 @@ class SipEngine:
         cfg.medConfig.channelCount = 1
         return cfg
 
-    def _transport_config(self) -> Any:
-        tc = pj.TransportConfig()
-        tc.port = self.settings.sip.port
-        if self.settings.sip.host not in {"0.0.0.0", "::", ""}:  # noqa: S104
-            tc.boundAddress = self.settings.sip.host
-        if self.settings.sip.public_address:
-            tc.publicAddress = self.settings.sip.public_address
-        return tc
-
     def _direct_config(self) -> Any:
         """The account for legs to SIP URIs: no registration, no credentials."""
         cfg = pj.AccountConfig()
-        host = self.listen.rsplit(":", 1)[0] if self.listen else "127.0.0.1"
-        cfg.idUri = f"sip:sip-failover@{host}"
+        cfg.idUri = f"sip:sip-failover@{self._domain(trunk=False)}"
         cfg.regConfig.registerOnAdd = False
         self._media_config(cfg)
         return cfg
@@ -402,18 +429,17 @@ class SipEngine:
         media = cfg.mediaConfig.transportConfig
         media.port = sip.rtp_port
         media.portRange = sip.rtp_port_range
-        if sip.host not in {"0.0.0.0", "::", ""}:  # noqa: S104
+        if sip.host not in ANY_HOST:
             media.boundAddress = sip.host
         if sip.public_address:
             media.publicAddress = sip.public_address
 
     def _account_config(self) -> Any:
         trunk = self.settings.trunk
-        host, port = sip_uri_hostport(trunk.registrar)
         cfg = pj.AccountConfig()
         user = f"{trunk.username}@" if trunk.username else ""
-        cfg.idUri = f"sip:{user}{host}:{port}" if port != 5060 else f"sip:{user}{host}"
-        cfg.regConfig.registrarUri = trunk.registrar if trunk.register_enabled else ""
+        cfg.idUri = f"sip:{user}{self._domain(trunk=True)}"
+        cfg.regConfig.registrarUri = trunk.uri(trunk.registrar) if trunk.register_enabled else ""
         cfg.regConfig.registerOnAdd = trunk.register_enabled
         cfg.regConfig.timeoutSec = trunk.expires
         cfg.regConfig.retryIntervalSec = 0  # the gateway retries with its own backoff
@@ -425,3 +451,10 @@ class SipEngine:
             cfg.sipConfig.authCreds.append(cred)
         self._media_config(cfg)
         return cfg
+
+
+def _add_headers(prm: Any, headers: Iterable[tuple[str, str]]) -> None:
+    for name, value in headers:
+        hdr = pj.SipHeader()
+        hdr.hName, hdr.hValue = name, value
+        prm.txOption.headers.append(hdr)

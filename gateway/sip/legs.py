@@ -29,6 +29,8 @@ from gateway.sip import message
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from gateway.core.presentation import CallerId
+
 P = ParamSpec("P")
 DECLINE = 603
 
@@ -153,6 +155,7 @@ class InboundLeg(_Leg):
         self.registry = registry
         self.call_id = call_id
         self.answered = False
+        self.caller_id: CallerId | None = None  # who the trunk says is calling
         registry.inbound[call_id] = self
 
     @guarded

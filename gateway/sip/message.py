@@ -9,11 +9,15 @@ message before any callback sees it, we only read fields it does not expose.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
+
+from gateway.core.presentation import CallerId
 
 # RFC 3261 7.3.3: compact forms of the headers we read.
 _COMPACT = {"content-type": "c", "from": "f", "to": "t", "call-id": "i"}
 _STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})\b")
 _URI_USER = re.compile(r"<?\s*(?:sips?|tel):([^@;>?\s]+)", re.IGNORECASE)
+_DISPLAY = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)*)"|([^"<]*?))\s*<')
 
 
 def head_of(raw: str) -> str:
@@ -70,3 +74,29 @@ def source_ip(address: str) -> str:
     if address.startswith("["):
         return address[1:].split("]", 1)[0]
     return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+
+
+def display_name(value: str | None) -> str | None:
+    """The display name of a name-addr: ``"Alice B" <sip:…>`` or ``Alice <sip:…>``."""
+    match = _DISPLAY.match(value or "")
+    if match is None:
+        return None
+    quoted, token = match.groups()
+    name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else token
+    return name.strip() or None
+
+
+def caller_id(raw: str) -> CallerId:
+    """Who an INVITE from the trunk says is calling (RFC 3261 From, RFC 3325, RFC 3323)."""
+    from_ = header(raw, "From")
+    from_user = uri_user(from_)
+    number = uri_user(header(raw, "P-Asserted-Identity")) or from_user
+    privacy = tuple(
+        v.strip().lower() for v in re.split(r"[;,]", header(raw, "Privacy") or "") if v.strip()
+    )
+    return CallerId(
+        number=unquote(number) if number else None,
+        name=display_name(from_),
+        privacy=privacy,
+        from_user=unquote(from_user) if from_user else None,
+    )

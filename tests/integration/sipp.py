@@ -6,6 +6,11 @@ and statistics into the test's own folder, and is bounded by ``-timeout``.
 :meth:`Sipp.wait` returns a :class:`SippResult` with the exit code, the call
 counters and every SIP message sent or received, parsed for assertions.
 
+A runner speaks UDP by default, TCP with ``transport="t1"``. Debian's SIPp
+has no TLS (``sipp -v`` lists no TLS): a TLS peer is a TCP runner behind a
+TLS front (:mod:`tlsfront`), and its ``advertise`` puts the front's address
+in the Contact of its messages.
+
 SIPp binds ``media_port`` and ``media_port + 2`` for RTP; the caller
 scenarios advertise ``media_port + 4`` in their SDP and play the pcap from
 it through a raw socket, so an :class:`RtpSink` bound there hears whatever
@@ -24,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
+from xml.sax.saxutils import escape as xml_escape
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -52,17 +58,25 @@ DEFAULT_KEYS: dict[str, str] = {
     "retry_after": "1",
     "retry_ms": "1000",
     "unassigned": "+32470000001",
+    # phone_checks_caller: what the INVITE must show (POSIX extended regexps).
+    "from_re": r'^[ \t]*"\+32470999999"[ \t]*<sip:\+32470999999@',
+    "pai_header": "P-Asserted-Identity",
+    "pai_re": r"^[ \t]*<sip:\+32470999999@",
+    "redirect_header": "Diversion",
+    "redirect_re": r"^[ \t]*<sip:\+3225550100@[^>]*>;reason=unconditional;counter=1",
 }
 
 _handed_out: set[int] = set()
 
 
 def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
+    """Free for UDP and for TCP: a runner or the gateway may listen on both."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                return False
     return True
 
 
@@ -88,9 +102,9 @@ def free_media_port() -> int:
     return free_udp_port(RX_OFFSET + 2, even=True)
 
 
-def _udp_listening(port: int) -> bool:
+def _listening(port: int, proto: str = "udp") -> bool:
     hex_port = f":{port:04X}"
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
+    for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         with Path(table).open(encoding="ascii") as rows:
             if any(row.split()[1].endswith(hex_port) for row in list(rows)[1:]):
                 return True
@@ -162,6 +176,9 @@ def parse_trace(trace: str) -> tuple[SipMessage, ...]:
 
 
 _STATUS_KEY = re.compile(r"^(\s*SIP/2\.0 )\[(\w+)\]", re.MULTILINE)
+_EREG = re.compile(r"<ereg\b[^>]*>")
+_KEY = re.compile(r"\[(\w+)\]")
+_OWN_CONTACT = "[local_ip]:[local_port];transport=[transport]"
 
 
 def _counter(screen: str, name: str) -> int:
@@ -251,6 +268,9 @@ class Sipp:
         timeout_s: ``-timeout`` with ``-timeout_error``: SIPp's own bound.
         recv_timeout_ms: ``-recv_timeout``, used by ``ontimeout`` exits.
         rtp_echo: ``-rtp_echo``: echo RTP to its sender.
+        transport: ``-t``: ``u1`` (UDP) or ``t1`` (TCP, one connection per peer).
+        advertise: ``host:port;transport=…`` for the Contact of its messages
+            (a TLS front's address), None: its own.
         extra: more SIPp arguments.
     """
 
@@ -265,6 +285,8 @@ class Sipp:
     timeout_s: float = 20.0
     recv_timeout_ms: int | None = None
     rtp_echo: bool = False
+    transport: str = "u1"
+    advertise: str | None = None
     extra: Sequence[str] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     result: SippResult | None = field(default=None, init=False)
@@ -296,6 +318,7 @@ class Sipp:
         args += ["-m", str(self.calls)] if self.calls is not None else []
         args += ["-recv_timeout", str(self.recv_timeout_ms)] if self.recv_timeout_ms else []
         args += ["-rtp_echo"] if self.rtp_echo else []
+        args += ["-t", self.transport]
         keys = self._keys()
         for key, value in keys.items():
             args += ["-key", key, value]
@@ -311,11 +334,17 @@ class Sipp:
 
         SIPp reads a response's status code when it loads the scenario, so
         ``SIP/2.0 [code] ...`` is refused ("Response codes must be in the
-        range of 100-700"): such keys are substituted here instead.
+        range of 100-700"): such keys are substituted here instead. So are
+        keys in ``<ereg>`` attributes (SIPp reads those literally; a test
+        passes the regular expression a header must match), and the
+        ``advertise`` address in Contact headers.
         """
         text = (SCENARIOS / f"{self.scenario}.xml").read_text(encoding="iso-8859-1")
         keys = self._keys()
         rendered = _STATUS_KEY.sub(lambda m: m.group(1) + keys[m.group(2)], text)
+        rendered = _EREG.sub(lambda m: _KEY.sub(lambda k: _attr(keys, k), m.group(0)), rendered)
+        if self.advertise is not None:
+            rendered = rendered.replace(_OWN_CONTACT, self.advertise)
         if rendered == text:
             return SCENARIOS / f"{self.scenario}.xml"
         path = Path(f"{self._stem}.xml")
@@ -336,7 +365,7 @@ class Sipp:
         """Block until SIPp's SIP port is bound; fail with its output if it died."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        while not _udp_listening(self.port):
+        while not _listening(self.port, "tcp" if self.transport == "t1" else "udp"):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(
                     f"sipp {self.scenario} not listening\n{self.collect().describe()}"
@@ -393,6 +422,12 @@ class Sipp:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _attr(keys: Mapping[str, str], key: re.Match[str]) -> str:
+    """A key's value escaped for an XML attribute; an unknown ``[name]`` is kept."""
+    value = keys.get(key.group(1))
+    return key.group(0) if value is None else xml_escape(value, {'"': "&quot;"})
 
 
 def _read(path: str) -> str:

@@ -160,3 +160,13 @@ def test_trace_parser_reads_headers_and_reason() -> None:
     (message,) = parse_trace(trace)
     assert message == SipMessage("received", message.text)
     assert (message.status, message.cseq_method, message.q850_cause) == (404, "INVITE", 1)
+
+
+def test_phone_checks_caller_fails_a_call_that_hides_the_caller(sipp: SippFactory) -> None:
+    # caller_answered sends a bare From <sip:cli@…>: no display name, no
+    # P-Asserted-Identity, no Diversion. The phone's checks must fail it.
+    phone = sipp("phone_checks_caller", keys={"answer_ms": 100}).start()
+    sipp("caller_answered", remote=phone.address, keys={"hold_ms": 300}).start().wait()
+    checked = phone.wait()
+    assert checked.failed == 1, checked.describe()
+    assert checked.successful == 0, checked.describe()
