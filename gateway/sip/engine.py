@@ -110,6 +110,15 @@ class _Endpoint(pj.Endpoint):  # type: ignore[misc]
             logger.opt(exception=True).error("admission check failed; call refused")
 
 
+    @guarded
+    def onTransportState(self, prm: Any) -> None:
+        # pjsua logs a refused TLS peer only at levels kept off in production.
+        tls = prm.tlsInfo
+        if str(prm.type).upper().startswith("TLS") and tls is not None and tls.verifyStatus:
+            logger.warning("TLS peer {} refused: its certificate failed verification ({})",
+                           tls.remoteAddr, "; ".join(str(m) for m in tls.verifyMsgs))  # fmt: skip
+
+
 class TrunkAccount(pj.Account):  # type: ignore[misc]
     """The provider account: registration, and every call in or out."""
 

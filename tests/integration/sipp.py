@@ -102,7 +102,7 @@ def free_media_port() -> int:
     return free_udp_port(RX_OFFSET + 2, even=True)
 
 
-def _listening(port: int, proto: str = "udp") -> bool:
+def port_listening(port: int, proto: str = "udp") -> bool:
     hex_port = f":{port:04X}"
     for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         with Path(table).open(encoding="ascii") as rows:
@@ -365,7 +365,7 @@ class Sipp:
         """Block until SIPp's SIP port is bound; fail with its output if it died."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        while not _listening(self.port, "tcp" if self.transport == "t1" else "udp"):
+        while not port_listening(self.port, "tcp" if self.transport == "t1" else "udp"):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(
                     f"sipp {self.scenario} not listening\n{self.collect().describe()}"
