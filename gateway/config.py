@@ -130,16 +130,16 @@ class TrunkSettings(BaseModel):
 
     model_config = {"populate_by_name": True}
 
-    @model_validator(mode="after")
-    def _tls_files(self) -> TrunkSettings:
-        tls = self.tls
-        if self.transport != "tls":
-            return self
+    @field_validator("tls")
+    @classmethod
+    def _tls_files(cls, tls: TrunkTlsSettings, info: ValidationInfo) -> TrunkTlsSettings:
+        if info.data.get("transport") != "tls":
+            return tls
         if tls.verify_server and not tls.ca_file.is_file():
-            raise ValueError(f"tls.ca_file {tls.ca_file} is not a file: nothing to verify with")
+            raise ValueError(f"CA_FILE {tls.ca_file} is not a file: nothing to verify with")
         if (tls.cert_file is None) != (tls.key_file is None):
-            raise ValueError("tls.cert_file and tls.key_file go together")
-        return self
+            raise ValueError("CERT_FILE and KEY_FILE go together")
+        return tls
 
     def uri(self, uri: str) -> str:
         """``uri`` (one of the trunk's) over the trunk's transport: ``;transport=tcp|tls``."""

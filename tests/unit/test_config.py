@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.config import Settings, StateSettings, sip_uri_hostport
 from gateway.config_check import checked_settings, known_variables
@@ -193,3 +194,36 @@ def test_every_setting_is_in_the_readme_table() -> None:
         section, _, key = name.rpartition("__")
         listed = any(name in row or (f"{section}__" in row and f"`__{key}`" in row) for row in rows)
         assert listed, f"{name} is not in README.md's settings table"
+
+
+def test_a_trunk_over_tls_reaches_its_uris_over_tls_on_5061(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv(*REGISTRAR)
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK__TRANSPORT", "tls")
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK__TLS__CA_FILE", str(ca))
+    trunk = Settings().trunk
+    assert trunk.uri("sip:trunk.example") == "sip:trunk.example;transport=tls"
+    assert trunk.uri("sips:trunk.example") == "sips:trunk.example"  # already TLS
+    assert sip_uri_hostport(trunk.uri("sip:trunk.example")) == ("trunk.example", 5061)
+    assert trunk.tls.verify_server is True  # verified unless the admin says otherwise
+
+
+def test_tls_without_a_ca_file_to_verify_with_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(*REGISTRAR)
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK__TRANSPORT", "tls")
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK__TLS__CA_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ValidationError, match="CA_FILE"):
+        Settings()
+
+
+def test_udp_leaves_the_trunks_uris_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(*REGISTRAR)
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK__PRESENT", "public")
+    trunk = Settings().trunk
+    assert trunk.uri("sip:trunk.example") == "sip:trunk.example"
+    assert trunk.present == "public"
