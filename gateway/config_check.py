@@ -145,15 +145,22 @@ def known_variables() -> tuple[frozenset[str], list[str]]:
     """
     known: set[str] = {SECRETS_DIR_ENV}
     spelled: list[str] = [SECRETS_DIR_ENV]
-    for name, field in _fields(Settings):
-        known.add(variable((name,)))
-        section = _model_of(field.annotation)
-        inner = _fields(section) if section is not None else [(name, field)]
-        for sub, sub_field in inner:
-            where = (name, sub) if section is not None else (name,)
-            known.add(variable(where))
-            spelled.append(variable((*where[:-1], sub_field.alias or where[-1])))
+    for where, field in _walk(Settings, ()):
+        known.add(variable(where))
+        if _model_of(field.annotation) is None:
+            spelled.append(variable((*where[:-1], field.alias or where[-1])))
     return frozenset(known), spelled
+
+
+def _walk(
+    model: type[BaseModel], loc: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every field at any depth (``trunk.tls.ca_file``), sections included."""
+    for name, field in _fields(model):
+        yield (*loc, name), field
+        section = _model_of(field.annotation)
+        if section is not None:
+            yield from _walk(section, (*loc, name))
 
 
 def unknown_variables(environ: Mapping[str, str], dot_env: Mapping[str, str | None]) -> list[str]:

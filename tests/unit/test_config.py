@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.config import Settings, StateSettings, sip_uri_hostport
-from gateway.config_check import checked_settings, known_variables
+from gateway.config_check import checked_settings, known_variables, unknown_variables
 
 REGISTRAR = ("SIP_FAILOVER_TRUNK__REGISTRAR", "sip:trunk.example.net")
 
@@ -227,3 +227,11 @@ def test_udp_leaves_the_trunks_uris_alone(monkeypatch: pytest.MonkeyPatch) -> No
     trunk = Settings().trunk
     assert trunk.uri("sip:trunk.example") == "sip:trunk.example"
     assert trunk.present == "public"
+
+
+def test_settings_two_sections_deep_are_known_and_their_typos_caught() -> None:
+    right = "SIP_FAILOVER_TRUNK__TLS__CA_FILE"
+    assert unknown_variables({right: "/etc/ca.pem"}, {}) == []
+    warned = unknown_variables({"SIP_FAILOVER_TRUNK__TLS__CA_FLE": "/etc/ca.pem"}, {})
+    hint = f"did you mean {right}?"
+    assert warned == [f"SIP_FAILOVER_TRUNK__TLS__CA_FLE is no setting and is ignored; {hint}"]
