@@ -10,6 +10,16 @@ is published as a ``status.dropped`` event (and logged) once connected again.
 ``availability`` is retained and is also the Last Will, so a crash or a lost
 link shows ``offline``; a graceful stop publishes ``offline`` itself, because a
 clean DISCONNECT discards the Will (MQTT 3.1.1 section 3.14.4).
+
+The publisher stops when its task is cancelled, and a stop must never be lost.
+aiomqtt awaits every PUBACK, SUBACK and CONNACK with ``asyncio.wait_for``,
+which on Python 3.11 returns normally when its task is cancelled in the same
+loop iteration as the awaited answer arrives (CPython gh-86296, fixed in 3.12);
+leaving the client can also turn a ``CancelledError`` into an ``MqttError``.
+So `run` notes the stop where it is sure to see it, and every loop below
+checks that note after each aiomqtt await (`_stop_if_asked`). (The task's own
+``cancelling()`` count cannot serve: on 3.11 a ``TaskGroup`` whose child fails
+while it waits to exit leaves its parent's count raised.)
 """
 
 from __future__ import annotations
@@ -96,6 +106,7 @@ class MqttPublisher:
         self._discovery_due = True
         self._wake = asyncio.Event()
         self._inflight: StatusEvent | None = None
+        self._stopping = False
 
     def set_targets(self, names: Iterable[str]) -> None:
         """Declare the rules' targets (call after each successful rules load).
@@ -115,9 +126,23 @@ class MqttPublisher:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._fold(), name="mqtt.state")
                 group.create_task(self._connection(), name="mqtt.connection")
+                await self._until_stopped()
         finally:
             self._state_sub.close()
             self._events_sub.close()
+
+    async def _until_stopped(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            # This task's own cancellation always arrives here, whatever
+            # aiomqtt does with the one the TaskGroup passes on below.
+            self._stopping = True
+
+    def _stop_if_asked(self) -> None:
+        """Raise ``CancelledError`` if the publisher is stopping (see the module doc)."""
+        if self._stopping:
+            raise asyncio.CancelledError
 
     async def _fold(self) -> None:
         async for event in self._state_sub:
@@ -135,6 +160,7 @@ class MqttPublisher:
         while True:
             if await self._session():
                 attempt = 0
+            self._stop_if_asked()
             attempt += 1
             delay = backoff_delay(attempt, self._reconnect_cap)
             logger.info("MQTT reconnect in {:.1f} s (attempt {})", delay, attempt)
@@ -156,6 +182,7 @@ class MqttPublisher:
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         try:
+            self._stop_if_asked()  # the CONNACK may have crossed a stop
             await self._start(client)
             self.connected.set()
             logger.info("MQTT connected as {}, publishing under {}", self.client_id, self.prefix)
@@ -189,9 +216,11 @@ class MqttPublisher:
 
     async def _start(self, client: aiomqtt.Client) -> None:
         """Announce, subscribe, then republish everything retained."""
-        await client.publish(self._topic("availability"), "online", qos=1, retain=True)
+        await self._publish(client, self._topic("availability"), "online", retain=True)
         await client.subscribe(self._topic("cmd/#"), qos=1)
+        self._stop_if_asked()
         await client.subscribe(f"{self._discovery.discovery_prefix}/status", qos=1)
+        self._stop_if_asked()
         self._discovery_due = True
         self._dirty = set(self.state.retained())
         await self._flush_retained(client)
@@ -205,15 +234,15 @@ class MqttPublisher:
     async def _flush_retained(self, client: aiomqtt.Client) -> None:
         cleared, self._cleared = self._cleared, []
         for topic in cleared:
-            await client.publish(topic, b"", qos=1, retain=True)
+            await self._publish(client, topic, b"", retain=True)
         if self._discovery_due:
             self._discovery_due = False
             for topic, payload in self._discovery.messages(self.state.targets).items():
-                await client.publish(topic, payload, qos=1, retain=True)
+                await self._publish(client, topic, payload, retain=True)
         retained = self.state.retained()
         dirty, self._dirty = self._dirty, set()
         for suffix in sorted(dirty & retained.keys()):
-            await client.publish(self._topic(suffix), retained[suffix], qos=1, retain=True)
+            await self._publish(client, self._topic(suffix), retained[suffix], retain=True)
 
     async def _publish_events(self, client: aiomqtt.Client) -> None:
         # An event whose PUBACK never came is sent again after reconnect
@@ -221,8 +250,15 @@ class MqttPublisher:
         while True:
             if self._inflight is None:
                 self._inflight = self._drop_report() or await self._events_sub.get()
-            await client.publish(self._topic("events"), self._inflight.to_json(), qos=1)
+            await self._publish(client, self._topic("events"), self._inflight.to_json())
             self._inflight = None
+
+    async def _publish(
+        self, client: aiomqtt.Client, topic: str, payload: str | bytes, *, retain: bool = False
+    ) -> None:
+        """Publish at QoS 1 and wait for the PUBACK, without losing a stop meanwhile."""
+        await client.publish(topic, payload, qos=1, retain=retain)
+        self._stop_if_asked()
 
     def _drop_report(self) -> StatusEvent | None:
         """A ``status.dropped`` event if events were lost since the last report."""

@@ -1,0 +1,112 @@
+"""Stopping the gateway: on SIGTERM it ends within its bound, whatever its peers do.
+
+What systemd sees (``TimeoutStopSec``): exit 0 in seconds, never a hang that
+ends in SIGKILL, never an abort; the trunk unregistered and MQTT saying
+``offline`` on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING
+
+import aiomqtt
+import pytest
+from gateway_process import GatewayProcess
+from mosquitto import Mosquitto
+from rulesets import one_phone
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
+
+    from conftest import SippFactory
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+PREFIX = "sip-failover/gw1"
+WAIT = 15.0
+STOP_WITHIN = 15.0  # what the gateway needs at most with no call up
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    with Mosquitto(folder) as running:
+        yield running
+
+
+class Retained:
+    """The latest payload per topic under the gateway's prefix, kept up to date."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, bytes] = {}
+        self.changed = asyncio.Event()
+
+    async def until(self, suffix: str, part: bytes, within: float = WAIT) -> None:
+        """Wait until the latest payload of ``suffix`` contains ``part``."""
+        try:
+            async with asyncio.timeout(within):
+                while part not in self.latest.get(suffix, b""):
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"{suffix} never showed {part!r}: {self.latest}") from None
+
+
+@asynccontextmanager
+async def watching(broker: Mosquitto) -> AsyncIterator[Retained]:
+    seen = Retained()
+
+    async def pump(client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if isinstance(message.payload, bytes):
+                seen.latest[str(message.topic).removeprefix(f"{PREFIX}/")] = message.payload
+                seen.changed.set()
+
+    async with aiomqtt.Client("127.0.0.1", broker.port, timeout=5) as client:
+        await client.subscribe(f"{PREFIX}/#", qos=1)
+        task = asyncio.create_task(pump(client))
+        try:
+            yield seen
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+
+def timed_stop(gateway: GatewayProcess) -> float:
+    """SIGTERM; the seconds until the gateway exited (it is killed after 15 s)."""
+    started = time.monotonic()
+    gateway.stop()
+    return time.monotonic() - started
+
+
+async def test_a_registered_gateway_on_mqtt_stops_promptly_and_says_offline(
+    broker: Mosquitto, sipp: SippFactory, tmp_path: Path
+) -> None:
+    # The un-REGISTER's answer is published on MQTT while the feed is being
+    # stopped: a stop that arrives with a PUBACK still outstanding must not be
+    # lost (that hang is what systemd ended with SIGKILL after 45 s).
+    registrar = sipp("registrar", recv_timeout_ms=60000, timeout_s=90).start()
+    gateway = GatewayProcess(
+        tmp_path / "gateway",
+        one_phone("127.0.0.1:9"),
+        registrar=registrar.address,
+        env={"SIP_FAILOVER_GATEWAY_ID": "gw1", "SIP_FAILOVER_MQTT__URL": broker.url},
+    )
+    async with watching(broker) as feed:
+        await asyncio.to_thread(gateway.start)
+        try:
+            await feed.until("availability", b"online")
+            await feed.until("trunk/registration", b'"registered"')
+        finally:
+            took = await asyncio.to_thread(timed_stop, gateway)
+        await feed.until("availability", b"offline", within=5)
+    gateway.assert_clean_exit()
+    assert took < STOP_WITHIN, f"stopped in {took:.1f} s\n{gateway.describe()}"
+    assert "trunk registration: unregistered" in gateway.log
+
