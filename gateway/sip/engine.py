@@ -233,12 +233,17 @@ class SipEngine:
         # Players and recorders must leave the conference bridge before pjsua
         # goes: destroying it under a live recorder trips a pjmedia assert.
         self.media.release_all()
-        for account in (self._trunk, self._direct):
-            if account is not None:
-                account.shutdown()
-        self._trunk = self._direct = None
+        # The accounts stay until pjsua is gone. A request sent through one
+        # (an OPTIONS probe) lives on in pjsip until answered or timer F (32 s);
+        # its end is reported through the account that sent it, and pjsua2
+        # looks that account up with an assert that it is valid
+        # (pjsua_acc_get_user_data): deleting the account first aborts the
+        # process. pjsua_destroy() ends the transactions while the accounts
+        # are still valid, and only then deletes them (Account.shutdown() is
+        # a no-op after that).
         self._ep.libDestroy()
         self._ep = None
+        self._trunk = self._direct = None
 
     # -- admission -----------------------------------------------------------
 

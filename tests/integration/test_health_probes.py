@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -277,3 +278,19 @@ def test_probe_command_refuses_bad_arguments(
     done = run_probe(tmp_path, rules, "127.0.0.1:9", *args)
     assert done.returncode == 2
     assert complaint in done.stderr
+
+
+def test_options_probe_to_a_silent_host_gives_a_verdict_and_no_crash(tmp_path: Path) -> None:
+    # pjsip keeps the unanswered OPTIONS until timer F (32 s), longer than the
+    # probe waits: the one-shot must still end with a verdict, not an abort.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{silent.getsockname()[1]}"
+        rules = rules_text({"main": f'{{number: "{MAIN_NUMBER}"}}'}, {})
+        done = run_probe(tmp_path, rules, host, "main", "--kind", "options")
+        silent.settimeout(0)
+        heard = silent.recv(65535)
+    assert heard.startswith(b"OPTIONS "), heard
+    assert done.returncode in {0, 1}, f"exit {done.returncode}\n{done.stderr[-3000:]}"
+    assert "answer: none" in done.stdout, done.stdout
+    assert "verdict: down" in done.stdout, done.stdout

@@ -8,6 +8,7 @@ ends in SIGKILL, never an abort; the trunk unregistered and MQTT saying
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ import pytest
 from gateway_process import GatewayProcess
 from mosquitto import Mosquitto
 from rulesets import one_phone
+from sipp import LOOPBACK
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -110,3 +112,50 @@ async def test_a_registered_gateway_on_mqtt_stops_promptly_and_says_offline(
     assert took < STOP_WITHIN, f"stopped in {took:.1f} s\n{gateway.describe()}"
     assert "trunk registration: unregistered" in gateway.log
 
+
+class SilentHost:
+    """A UDP socket on loopback that takes SIP requests in and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.address = f"{LOOPBACK}:{self.sock.getsockname()[1]}"
+
+    def first_request(self, method: str, within: float = WAIT) -> bytes:
+        """The first ``method`` request that arrives (fail after ``within`` s)."""
+        deadline = time.monotonic() + within
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                break
+            if data.startswith(method.encode()):
+                return data
+        raise AssertionError(f"no {method} reached the silent host in {within:.0f} s")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_host() -> Iterator[SilentHost]:
+    host = SilentHost()
+    yield host
+    host.close()
+
+
+def test_sigterm_with_an_options_probe_unanswered_exits_cleanly(
+    silent_host: SilentHost, tmp_path: Path
+) -> None:
+    # pjsip keeps the OPTIONS transaction up to timer F (32 s); tearing the
+    # engine down under it used to abort the process (pjsua_acc.c assert).
+    rules = (
+        one_phone(silent_host.address)
+        + "health:\n  phone: {probe: options, every: 1s, down_after: 2}\n"
+    )
+    with GatewayProcess(tmp_path / "gateway", rules) as gateway:
+        silent_host.first_request("OPTIONS")
+        took = timed_stop(gateway)
+    gateway.assert_clean_exit()
+    assert took < STOP_WITHIN, f"stopped in {took:.1f} s\n{gateway.describe()}"
