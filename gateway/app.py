@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 POLL_BUSY = 0.001
 POLL_IDLE = 0.02
 DRAIN_LEGS_S = 5.0  # after hang-up: legs end, a voicemail commits its message
+UNREGISTER_S = 4.0  # the un-REGISTER, after any REGISTER in flight, is answered
 
 
 def setup_logging(level: str) -> None:
@@ -225,7 +226,7 @@ class Gateway:
             DRAIN_LEGS_S,
         )
         self.registration.stop()
-        await self._pump_while(lambda: self.registration.state == "registered", 2.0)
+        await self._pump_while(lambda: self.registration.unregistering, UNREGISTER_S)
 
     async def _pump_while(self, condition: Any, limit: float) -> None:
         deadline = self.loop.time() + limit

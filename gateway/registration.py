@@ -4,6 +4,11 @@ pjsua refreshes a live registration by itself before it expires; when a
 REGISTER fails (a 503, a timeout, wrong credentials), pjsua's own fixed
 retry is off and this module retries with capped, jittered backoff, so a
 registrar in trouble is not hammered and a fleet does not retry in step.
+
+At shutdown the un-REGISTER always goes out, whatever state the registration
+is in: pjsua refuses it while a REGISTER (first, refresh or retry) is still
+unanswered (``PJSIP_EBUSY``), so it is then sent as soon as that one's answer,
+good or bad, comes in. `unregistering` tells the shutdown what to wait for.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Registration:
         self.attempt = 0
         self.stopping = False
         self._unregister_pending = False  # the unREGISTER waits for a REGISTER in flight
+        self._unregister_sent = False  # and then for its own answer
         self._retry: asyncio.TimerHandle | None = None
         self.since = datetime.now(UTC)
 
@@ -50,11 +56,20 @@ class Registration:
         if not self.enabled:
             self._publish("disabled", 0, "registration turned off", 0)
 
+    @property
+    def unregistering(self) -> bool:
+        """True from `stop` until the un-REGISTER has been sent and answered."""
+        return self._unregister_pending or self._unregister_sent
+
     def on_signal(self, sig: RegistrationSignal) -> None:
         """pjsua reported the outcome of a REGISTER (after any 401 challenge)."""
-        if self._unregister_pending and sig.active:
-            # The refresh that was in flight at shutdown is answered: unregister now.
-            self._unregister_pending = not self.engine.set_registration(False)
+        if self._unregister_pending:
+            # The REGISTER in flight at shutdown is answered, accepted or not:
+            # pjsua takes the un-REGISTER now.
+            self._unregister()
+        elif self._unregister_sent:
+            # pjsua allows one REGISTER at a time: this answers the un-REGISTER.
+            self._unregister_sent = False
         if sig.active and 200 <= sig.code < 300:
             self.attempt = 0
             self._publish("registered", sig.code, sig.reason, sig.expires)
@@ -82,12 +97,18 @@ class Registration:
             self.engine.set_registration(True)
 
     def stop(self) -> None:
-        """Shutdown: no more retries; send the unREGISTER."""
+        """Shutdown: no more retries; send the unREGISTER (now or after the one in flight)."""
         self.stopping = True
         if self._retry is not None:
             self._retry.cancel()
-        if self.enabled and self.state == "registered":
-            self._unregister_pending = not self.engine.set_registration(False)
+            self._retry = None
+        if self.enabled:
+            self._unregister()
+
+    def _unregister(self) -> None:
+        sent = self.engine.set_registration(False)
+        self._unregister_pending = sent == "busy"
+        self._unregister_sent = sent == "sent"
 
     def _publish(self, state: str, code: int, reason: str, expires: int) -> None:
         changed = state != self.state

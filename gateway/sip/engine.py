@@ -18,7 +18,7 @@ import contextlib
 import itertools
 import secrets
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pjsua2 as pj
 from loguru import logger
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["CALL_LEGS", "MAX_LEGS", "DirectAccount", "IncomingSignal", "OptionsSignal",
            "RegistrationSignal", "SipEngine", "TrunkAccount"]  # fmt: skip
 _CODECS = {"PCMA/8000/1": 255, "PCMU/8000/1": 254}
+_BUSY = {171001, 70011}  # PJSIP_EBUSY, PJ_EBUSY: "Object is busy"
+RegisterSend = Literal["sent", "busy", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,22 +257,23 @@ class SipEngine:
 
     # -- registration ----------------------------------------------------------
 
-    def set_registration(self, active: bool) -> bool:
+    def set_registration(self, active: bool) -> RegisterSend:
         """(Re)send REGISTER, or unREGISTER (Expires: 0).
 
         Returns:
-            False when pjsua could not send it now, e.g. ``PJSIP_EBUSY`` while
-            a refresh REGISTER is still in flight; the caller tries again when
-            that one has been answered.
+            ``"sent"``; ``"busy"`` when pjsua refused because a REGISTER is
+            still unanswered (``PJSIP_EBUSY``: the caller tries again once
+            that one has been answered); ``"failed"`` for anything else, e.g.
+            registration turned off.
         """
         if self._trunk is None or not self.settings.trunk.register_enabled:
-            return False
+            return "failed"
         try:
             self._trunk.setRegistration(active)
         except pj.Error as err:
             logger.info("REGISTER not sent now: {}", err.info())
-            return False
-        return True
+            return "busy" if err.status in _BUSY else "failed"
+        return "sent"
 
     def send_options(self, uri: str) -> bool:
         """Send an out-of-dialog OPTIONS (a probe); the answer comes as OptionsSignal."""

@@ -159,3 +159,27 @@ def test_sigterm_with_an_options_probe_unanswered_exits_cleanly(
         took = timed_stop(gateway)
     gateway.assert_clean_exit()
     assert took < STOP_WITHIN, f"stopped in {took:.1f} s\n{gateway.describe()}"
+
+
+def test_sigterm_while_the_register_is_in_flight_still_unregisters(
+    sipp: SippFactory, tmp_path: Path
+) -> None:
+    # pjsua refuses a second REGISTER while one is unanswered ("Object is
+    # busy"): the un-REGISTER must go once that one is answered.
+    registrar = sipp(
+        "registrar_slow", keys={"answer_ms": 2000}, recv_timeout_ms=8000, timeout_s=30
+    ).start()
+    with GatewayProcess(
+        tmp_path / "gateway", one_phone("127.0.0.1:9"), registrar=registrar.address
+    ) as gateway:
+        deadline = time.monotonic() + WAIT
+        # the challenged REGISTER, then the one with credentials (held 2 s)
+        while len(registrar.collect().received("REGISTER")) < 2:
+            assert time.monotonic() < deadline, registrar.collect().describe()
+            time.sleep(0.05)
+        took = timed_stop(gateway)
+    gateway.assert_clean_exit()
+    assert took < STOP_WITHIN, f"stopped in {took:.1f} s\n{gateway.describe()}"
+    expires = [m.header("Expires") for m in registrar.wait().received("REGISTER")]
+    assert "0" in expires, f"no un-REGISTER (Expires: {expires})\n{gateway.describe()}"
+

@@ -16,11 +16,11 @@ class Engine:
         self.sent: list[bool] = []
         self.busy = False
 
-    def set_registration(self, active: bool) -> bool:
+    def set_registration(self, active: bool) -> str:
         if self.busy:
-            return False
+            return "busy"
         self.sent.append(active)
-        return True
+        return "sent"
 
 
 def registration(engine: Engine, events: list[dict[str, object]]) -> Registration:
@@ -43,8 +43,46 @@ async def test_unregister_waits_for_a_refresh_in_flight_at_shutdown() -> None:
     engine.busy = False
     reg.on_signal(OK)  # the refresh is answered: now the unREGISTER goes
     assert engine.sent == [False]
+    assert reg.unregistering
     reg.on_signal(GONE)
     assert events[-1]["state"] == "unregistered"
+    assert not reg.unregistering
+
+
+async def test_unregister_goes_after_the_first_register_in_flight_at_shutdown() -> None:
+    engine, events = Engine(), []
+    reg = registration(engine, events)
+    engine.busy = True  # the first REGISTER is unanswered: not registered yet
+    reg.stop()
+    assert engine.sent == []
+    assert reg.unregistering, "the shutdown would not wait for the un-REGISTER"
+    engine.busy = False
+    reg.on_signal(OK)
+    assert engine.sent == [False]
+
+
+async def test_unregister_goes_even_when_the_refresh_in_flight_fails() -> None:
+    engine, events = Engine(), []
+    reg = registration(engine, events)
+    reg.on_signal(OK)
+    engine.busy = True
+    reg.stop()
+    engine.busy = False
+    reg.on_signal(RegistrationSignal(408, "Request Timeout", 0, active=False))
+    assert engine.sent == [False], "the registrar may still hold the old binding"
+    assert events[-1]["state"] == "unregistered"
+
+
+async def test_shutdown_during_a_retry_backoff_unregisters_and_never_retries() -> None:
+    engine, events = Engine(), []
+    reg = registration(engine, events)
+    reg.on_signal(OK)
+    reg.on_signal(RegistrationSignal(503, "Service Unavailable", 0, active=False))
+    reg.stop()
+    assert engine.sent == [False]
+    reg.on_signal(GONE)
+    assert not reg.unregistering
+    assert engine.sent == [False]
 
 
 async def test_a_failed_register_is_retried_later_not_at_once() -> None:
@@ -53,6 +91,6 @@ async def test_a_failed_register_is_retried_later_not_at_once() -> None:
     reg.on_signal(RegistrationSignal(503, "Service Unavailable", 0, active=False))
     assert events[-1]["state"] == "failed"
     assert engine.sent == []  # not hammered: the retry is scheduled (2.5 to 5 s)
-    reg.stop()  # and shutdown cancels it
+    reg.stop()  # and shutdown cancels it (only the un-REGISTER goes)
     await asyncio.sleep(0)
-    assert engine.sent == []
+    assert True not in engine.sent
