@@ -3,7 +3,10 @@
 One process, one asyncio loop (uvloop), one TaskGroup. A signal only sets a
 flag; shutdown then goes in order (uvicorn's ``Server.shutdown``): stop
 taking calls, let calls finish within the grace period, hang up the rest,
-pump pjsua until every leg is gone, unregister, destroy the endpoint.
+pump pjsua until every leg is gone, unregister, stop the services, destroy
+the endpoint. Every wait on a peer is bounded, so the whole stop takes at most
+the grace period plus about 12 s (systemd's ``TimeoutStopSec`` is 45 s). A
+second SIGTERM/SIGINT skips the grace period and cuts every other wait to 1 s.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
@@ -52,6 +56,9 @@ POLL_BUSY = 0.001
 POLL_IDLE = 0.02
 DRAIN_LEGS_S = 5.0  # after hang-up: legs end, a voicemail commits its message
 UNREGISTER_S = 4.0  # the un-REGISTER, after any REGISTER in flight, is answered
+STOP_SERVICES_S = 3.0  # MQTT says offline, the call log and the mailer stop
+FORCED_S = 1.0  # after a second signal: the most any remaining wait may take
+EXIT_STUCK = 1  # a service did not end even when cancelled twice
 
 
 def setup_logging(level: str) -> None:
@@ -73,6 +80,7 @@ class Gateway:
         self._in_force = (_digest(settings.rules), _now_iso())  # sha256 and time of the rules used
         self.loop = asyncio.get_running_loop()
         self.stop_requested = asyncio.Event()
+        self._forced_at: float | None = None  # when a second stop signal came
         self.admission = Admission(
             settings.trunk.allowed_sources(),
             CALL_LEGS,
@@ -145,8 +153,7 @@ class Gateway:
                             ",".join(sorted(self.admission.sources)), CALL_LEGS)  # fmt: skip
                 systemd.notify("READY=1")
                 await self._pump_until_stopped()
-                for service in services:
-                    service.cancel()
+                await self._stop_services(services)
         finally:
             self.engine.destroy()
             self.calllog.close()
@@ -216,7 +223,7 @@ class Gateway:
             self._monitor_task.cancel()  # no new probe while calls drain
         self.admission.accepting = False
         await self._pump_while(
-            lambda: self.switchboard.active_calls > 0, self.settings.shutdown_grace
+            lambda: self.switchboard.active_calls > 0, self.settings.shutdown_grace, grace=True
         )
         self.switchboard.hang_up_everything()
         # A call is over only once its session ended: a voicemail being taken
@@ -228,13 +235,62 @@ class Gateway:
         self.registration.stop()
         await self._pump_while(lambda: self.registration.unregistering, UNREGISTER_S)
 
-    async def _pump_while(self, condition: Any, limit: float) -> None:
+    async def _pump_while(self, condition: Any, limit: float, *, grace: bool = False) -> None:
+        """Pump pjsua while ``condition()`` holds, ``limit`` seconds at most.
+
+        After a second stop signal the grace period ends at once and any
+        other wait within `FORCED_S`.
+        """
         deadline = self.loop.time() + limit
         while condition() and self.loop.time() < deadline:
+            if self._forced_at is not None:
+                if grace:
+                    return
+                deadline = min(deadline, self._forced_at + FORCED_S)
             self.switchboard.pump()
             await asyncio.sleep(POLL_BUSY)
 
+    async def _stop_services(self, services: list[asyncio.Task[None]]) -> None:
+        """Cancel the services and wait for them, bounded.
+
+        A service that is still running after `STOP_SERVICES_S` let a
+        cancellation pass (a library swallowed it): it is cancelled once more,
+        and if even that does not end it, the gateway exits without it.
+        """
+        if not services:
+            return
+        for service in services:
+            service.cancel()
+        _, pending = await asyncio.wait(services, timeout=self._bound(STOP_SERVICES_S))
+        if not pending:
+            return
+        names = ", ".join(sorted(task.get_name() for task in pending))
+        logger.warning("stopping: {} still running; cancelling again", names)
+        for service in pending:
+            service.cancel()
+        _, pending = await asyncio.wait(pending, timeout=FORCED_S)
+        if pending:
+            self._abandon(names)
+
+    def _bound(self, limit: float) -> float:
+        """``limit``, or what is left of `FORCED_S` after a second stop signal."""
+        if self._forced_at is None:
+            return limit
+        return max(0.0, min(limit, self._forced_at + FORCED_S - self.loop.time()))
+
+    def _abandon(self, names: str) -> None:
+        """Exit now: a service would hold the process forever (systemd restarts it)."""
+        logger.error("stopping: {} did not end; exiting without them", names)
+        self.engine.destroy()
+        self.calllog.close()
+        logger.complete()
+        os._exit(EXIT_STUCK)
+
     def request_stop(self) -> None:
+        """SIGTERM/SIGINT: stop in order; a second one skips the grace period."""
+        if self.stop_requested.is_set() and self._forced_at is None:
+            logger.warning("second stop signal: no grace period, hanging up now")
+            self._forced_at = self.loop.time()
         self.stop_requested.set()
 
     def reload_rules(self) -> None:

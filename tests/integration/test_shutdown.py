@@ -8,6 +8,7 @@ ends in SIGKILL, never an abort; the trunk unregistered and MQTT saying
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 from contextlib import asynccontextmanager, suppress
@@ -183,3 +184,24 @@ def test_sigterm_while_the_register_is_in_flight_still_unregisters(
     expires = [m.header("Expires") for m in registrar.wait().received("REGISTER")]
     assert "0" in expires, f"no un-REGISTER (Expires: {expires})\n{gateway.describe()}"
 
+
+def test_a_second_sigterm_skips_the_grace_period(sipp: SippFactory, tmp_path: Path) -> None:
+    phone = sipp("phone_answer", keys={"answer_ms": 200}).start()
+    with GatewayProcess(tmp_path / "gateway", one_phone(phone.address, timeout="10s")) as gateway:
+        caller = sipp("caller_answered", remote=gateway.address, keys={"hold_ms": 25000})
+        caller.timeout_s = 40
+        caller.start()
+        deadline = time.monotonic() + WAIT
+        while "call.answered" not in gateway.log:
+            assert time.monotonic() < deadline, gateway.describe()
+            time.sleep(0.05)
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGTERM)  # the call may finish: 30 s of grace
+        while "stopping: no new calls; 1 in progress" not in gateway.log:
+            assert time.monotonic() < deadline + WAIT, gateway.describe()
+            time.sleep(0.05)
+        assert gateway.process.poll() is None, "the grace period did not hold the call"
+        took = timed_stop(gateway)  # the admin insists
+    gateway.assert_clean_exit()
+    assert took < 5.0, f"second SIGTERM took {took:.1f} s\n{gateway.describe()}"
+    assert caller.wait().received("BYE"), "the caller was not hung up on"
