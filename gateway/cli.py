@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import uvloop
+from pydantic import BaseModel, SecretStr
+
+# A closed stdout (``| head``): the shell's status for a writer killed by
+# SIGPIPE, not 1, which ``status`` uses for "not running".
+EXIT_BROKEN_PIPE = 141
+_RAW = argparse.RawDescriptionHelpFormatter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,13 +24,40 @@ def _parser() -> argparse.ArgumentParser:
         description="SIP failover gateway: when the main line answers 'unassigned', "
         "is busy, unreachable or does not answer, ring the backups.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="serve calls (settings from SIP_FAILOVER_* / .env)")
-    demo = sub.add_parser("demo", help="replay the 'operator lost our number' outage on loopback")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "run",
+        help="serve calls (settings from SIP_FAILOVER_* / .env)",
+        description="Register to the trunk, take its calls and ring the targets the rules "
+        "name, failing over step by step; publish status on MQTT, mail voicemail. Runs "
+        "until SIGTERM/SIGINT (a second one skips the grace period); SIGHUP reloads the "
+        "rules. Settings come from the environment, a .env file in the working folder, "
+        "or one file per setting in SIP_FAILOVER_SECRETS_DIR.",
+        epilog=_settings_help(),
+        formatter_class=_RAW,
+    )
+    demo = sub.add_parser(
+        "demo",
+        help="replay the 'operator lost our number' outage on loopback",
+        description="Replay the outage on 127.0.0.1 with simulated operator, phones and "
+        "mail server: the main line answers 'unassigned', the call fails over to a "
+        "backup; a second caller leaves a voicemail, which is mailed and shown. Needs "
+        "no settings and touches nothing outside a temporary folder.",
+    )
     demo.add_argument("--quiet", action="store_true", help="only the timeline and the mail")
-    check = sub.add_parser("check", help="check rules files; one file:line: message per problem")
+    check = sub.add_parser(
+        "check",
+        help="check rules files; one file:line: message per problem",
+        description="Check rules files without running anything. Exit 0 when every file "
+        "is valid, 1 with one 'file:line: message' per problem.",
+    )
     check.add_argument("rules", nargs="+", type=Path)
-    explain = sub.add_parser("explain", help="which route and steps a call would take")
+    explain = sub.add_parser(
+        "explain",
+        help="which route and steps a call would take",
+        description="Show which route a call to --to would match and the steps it would "
+        "go through, at --at (default: now) and with the given targets' health.",
+    )
     explain.add_argument("rules", type=Path)
     explain.add_argument("--to", required=True, help="the called number")
     explain.add_argument("--from", dest="from_", help="the caller's number")
@@ -39,19 +73,72 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TARGET=STATE",
         help="a target's health (up, down, unassigned, unknown); repeatable",
     )
-    calls = sub.add_parser("calls", help="the call log (SIP_FAILOVER_STATE_DIR/calls.sqlite3)")
+    calls = sub.add_parser(
+        "calls",
+        help="the call log (SIP_FAILOVER_STATE_DIR/calls.sqlite3)",
+        description="Print the call log of the gateway whose state folder is "
+        "SIP_FAILOVER_STATE_DIR (default: ./state), newest first.",
+    )
     calls.add_argument("--since", help="only calls since: 24h, 7d, 30m, 2w or an ISO time")
     calls.add_argument(
         "--missed",
         action="store_true",
         help="the call-back list: whom nobody spoke to, newest first",
     )
-    status = sub.add_parser("status", help="the running gateway's live state")
+    status = sub.add_parser(
+        "status",
+        help="the running gateway's live state",
+        description="Print the live state of the gateway whose state folder is "
+        "SIP_FAILOVER_STATE_DIR (default: ./state): registration, targets' health, calls, "
+        "rules, MQTT link. Exit 0 when it runs, 1 when it does not.",
+    )
     status.add_argument("--json", action="store_true", help="the status file as it is")
-    probe = sub.add_parser("probe", help="probe one target now and print what the network says")
+    probe = sub.add_parser(
+        "probe",
+        help="probe one target now and print what the network says",
+        description="Probe one target of the rules (SIP_FAILOVER_RULES) now, from a SIP "
+        "endpoint of its own on a free port (no registration), and print the answer and "
+        "the health verdict it would give. Exit 0 when the probe ran, 2 for bad "
+        "settings, rules or target.",
+    )
     probe.add_argument("target", help="a target name from the rules")
     probe.add_argument("--kind", choices=["call", "options"], help="default: the rules' probe")
     return parser
+
+
+def _settings_help() -> str:
+    """The settings ``run`` reads, one line each, from the settings model itself."""
+    from gateway.config import Settings  # noqa: PLC0415 - pydantic only, no pjsua
+
+    lines = ["settings (environment, .env or SIP_FAILOVER_SECRETS_DIR):"]
+    lines += _settings_lines(Settings, "SIP_FAILOVER_")
+    return "\n".join(lines)
+
+
+def _settings_lines(model: type[BaseModel], prefix: str) -> list[str]:
+    """``PREFIX_NAME [default]: meaning`` for each field, sections flattened (``__``)."""
+    lines = []
+    for name, field in model.model_fields.items():
+        variable = prefix + (field.alias or name).upper()
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            lines += _settings_lines(section, variable + "__")
+            continue
+        default: object = field.default
+        if field.is_required():
+            default = "required"
+        elif field.default_factory is not None:
+            default = "(host name)" if name == "gateway_id" else None
+        lines.append(_setting(variable, default, field.description))
+    return lines
+
+
+def _setting(variable: str, default: object, meaning: str | None) -> str:
+    if isinstance(default, SecretStr):
+        default, meaning = None, "a secret: best as a file in SIP_FAILOVER_SECRETS_DIR"
+    default = getattr(default, "value", default)  # enums: their value
+    shown = "" if default in (None, "", []) else f" [{default}]"
+    return f"  {variable}{shown}" + (f": {meaning}" if meaning else "")
 
 
 def _health_pair(text: str) -> tuple[str, str]:
@@ -62,7 +149,25 @@ def _health_pair(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script.
+
+    A reader that goes away early (``sip-failover status --json | head -1``)
+    ends the command quietly, as the Python docs' "Note on SIGPIPE" advises:
+    no traceback, exit 141 like a tool killed by SIGPIPE.
+    """
+    try:
+        try:
+            return _command(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in the exit's flush
+    except BrokenPipeError:
+        # Point stdout at /dev/null: the interpreter flushes it again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _command(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         from gateway.rules_cli import check  # noqa: PLC0415 - keep pjsua out of check/explain
