@@ -116,6 +116,11 @@ class TrunkSettings(BaseModel):
     password: SecretStr = SecretStr("")
     realm: str = "*"
     proxy: str | None = Field(default=None, description="where legs to numbers go")
+    dial_format: Literal["e164", "national", "international_00"] = Field(
+        default="e164",
+        description="how numbers are written in legs' Request-URIs: +32470000001, "
+        "0470000001 (national, from the rules' country) or 0032470000001",
+    )
     sources: list[str] = Field(
         default_factory=list, description="addresses allowed to send calls in"
     )

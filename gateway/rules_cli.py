@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.core.causes import FAILURES, Outcome
 from gateway.core.plan import DEAD_HEALTH, Plan, PlanStep, RingPlan, plan_call, probed
-from gateway.core.rules import Route, Rules, RulesError, normalize_number
+from gateway.core.rules import Route, Rules, RulesError
 from gateway.core.schedule import describe_schedule, sample_times
 from gateway.rules_file import load_rules
 
@@ -163,8 +163,8 @@ def explanation(
     """What happens to a call, as a JSON-ready dict; ``text`` says it in words."""
     local = at.astimezone(ZoneInfo(rules.timezone))
     mode, source = rules.active_mode
-    call = {"to": to, "from": from_, "at": local.isoformat(), "mode": mode, "mode_source": source,
-            "health": dict(health or {})}  # fmt: skip
+    call: dict[str, Any] = {"to": to, "from": from_, "at": local.isoformat(), "mode": mode,
+                            "mode_source": source, "health": dict(health or {})}  # fmt: skip
     intro = f"at {local:%a %Y-%m-%d %H:%M} ({rules.timezone}), mode {mode} (from {source})"
     plan = plan_call(rules, to, from_, at, health or {})  # the gateway's own planner
     schedules = {name: rules.is_open(name, at) for name in rules.schedules}
@@ -215,9 +215,10 @@ def _left_out(rules: Rules, route: Route, plan: Plan, health: Mapping[str, str])
 
 
 def _refusal(rules: Rules, to: str, from_: str | None) -> str:
-    if normalize_number(to) not in rules.public_numbers():
+    number = rules.number(to)
+    if number not in rules.public_numbers():
         numbers = ", ".join(sorted(rules.public_numbers()))
-        return f"no route: {to} is not a public number here ({numbers}); refused with 404"
+        return f"no route: {number} is not a public number here ({numbers}); refused with 404"
     return f"no route for a call to {to} from {from_ or 'anonymous'} now; refused with 404"
 
 

@@ -9,7 +9,7 @@ the sessions' (gateway/core/session.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,6 +46,8 @@ class RulesView(Protocol):
     def targets(self) -> Any: ...
 
     def route_for(self, to: str, from_: str | None) -> Any: ...
+
+    def number(self, text: str) -> str: ...
 
 
 StatusSink = Callable[[str, dict[str, Any]], None]  # the app's notify(kind, data)
@@ -125,6 +127,10 @@ class Switchboard:
             self.on_registration(signal)
 
     def _on_incoming(self, sig: IncomingSignal) -> None:
+        # Trunks send national forms, tel: and user=phone URIs: from here on,
+        # routes, the call log and the feed see E.164 (the rules' country).
+        sig = replace(sig, caller=self.rules.number(sig.caller),
+                      called=tuple(dict.fromkeys(map(self.rules.number, sig.called))))  # fmt: skip
         found = self._plan_for(sig)
         if found is None:
             logger.info(

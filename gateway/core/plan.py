@@ -44,7 +44,8 @@ class Dial:
 
     name: str
     uri: str | None = None
-    number: str | None = None
+    number: str | None = None  # E.164
+    country: str | None = None  # the rules' country: where national forms are dialled from
 
     def __post_init__(self) -> None:
         if (self.uri is None) == (self.number is None):
@@ -105,7 +106,7 @@ def dial_of(name: str, target: object) -> Dial:
     """Resolve a rules target to a Dial."""
     number = getattr(target, "number", None)
     uri = getattr(target, "uri", None)
-    return Dial(name=name, number=number, uri=uri)
+    return Dial(name=name, number=number, uri=uri, country=getattr(target, "country", None))
 
 
 def plan_call(

@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from ruamel.yaml.comments import CommentedMap
 
 from gateway.core.causes import FAILURES
@@ -50,6 +51,7 @@ from gateway.core.rules_values import (
     NUMBER_SCHEMA,
     BoxRef,
     CallerPattern,
+    Country,
     Dialled,
     Duration,
     FailoverOutcome,
@@ -64,6 +66,8 @@ from gateway.core.rules_values import (
     TimeZone,
     WeeklyHours,
     caller_matches,
+    country,
+    country_in,
     distinct,
     fail,
     normalize_number,
@@ -113,14 +117,25 @@ _MAIN = Field(default=False, description="the main line: left out while the mode
 
 
 class NumberTarget(_Strict):
-    """A number dialled through the trunk (separators stripped)."""
+    """A number dialled through the trunk, in E.164 (read in the rules' country)."""
 
     number: Dialled
     main: bool = _MAIN
+    _country: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _read_in(self, info: ValidationInfo) -> NumberTarget:
+        self._country = country_in(info)
+        return self
 
     @property
     def address(self) -> str:
         return self.number
+
+    @property
+    def country(self) -> str | None:
+        """The rules' country: where the trunk dials national forms from."""
+        return self._country
 
 
 class UriTarget(_Strict):
@@ -280,7 +295,7 @@ class Match(_Strict):
         ``is_open(schedule)`` says whether a schedule is open now; None: schedules
         are not considered (every ``when``/``unless`` is taken as met).
         """
-        if normalize_number(to) not in self.to:
+        if normalize_number(to) not in self.to:  # E.164 already, from Rules.route_for
             return False
         if self.from_ and not any(caller_matches(p, from_) for p in self.from_):
             return False
@@ -318,6 +333,11 @@ class Rules(_Strict):
 
     version: Literal[1] = Field(description="format version; always 1")
     timezone: TimeZone = "UTC"
+    country: Country | None = Field(
+        default=None,
+        description="ISO 3166 country numbers without + are read in (BE): 025550100 is "
+        "+3225550100; absent: numbers are written with + or 00",
+    )
     mode: Mode = Field(
         default="normal",
         description="normal; force-backup: leave out the main line; closed: voicemail only",
@@ -363,7 +383,8 @@ class Rules(_Strict):
         """The first route that takes a call to ``to`` from ``from_`` at ``at``.
 
         Args:
-            to: the called number.
+            to: the called number, in any form a trunk sends (``025550100``,
+                ``tel:+32…``, ``sip:…;user=phone``): read in ``country``.
             from_: the caller's number; None (or ``anonymous``...) when withheld.
             at: when the call comes (aware); None: schedules are not considered.
 
@@ -371,7 +392,13 @@ class Rules(_Strict):
             The route, or None: the call is refused (404).
         """
         is_open = None if at is None else (lambda name: self.is_open(name, at))
+        to, from_ = self.number(to), None if from_ is None else self.number(from_)
         return next((r for r in self.routes if r.match.matches(to, from_, is_open)), None)
+
+    def number(self, text: str) -> str:
+        """A number as a trunk sent it, as routes, the call log and the feed show it:
+        E.164 when it is a phone number (read in ``country``), else as written."""
+        return normalize_number(text, self.country)
 
     def is_open(self, schedule: str, at: datetime) -> bool:
         """Whether the schedule called ``schedule`` is open at ``at`` (aware).
@@ -458,10 +485,19 @@ def parse_rules(
     sections = ("targets", "voicemail", "schedules")
     context: dict[str, object] = {section: _names_in(data.get(section)) for section in sections}
     context |= {"call_legs": call_legs, "check_greeting": check_greeting}
+    context["country"] = _country_of(data.get("country"))
     try:
         return Rules.model_validate(data, context=context)
     except ValidationError as error:
         raise RulesError(problems_of(error.errors(), tree, source, Rules, _TAGS)) from None
+
+
+def _country_of(value: object) -> str | None:
+    """The file's country if it is one (else its own problem, reported at its line)."""
+    try:
+        return country(value) if value is not None else None
+    except PydanticCustomError:
+        return None
 
 
 def _names_in(section: object) -> frozenset[str] | None:

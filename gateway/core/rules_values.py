@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gateway.core.causes import FAILURES, Outcome
+from gateway.core.numbers import e164, is_region, number_key, prefix_key
 from gateway.core.rules_errors import describe
 from gateway.core.schedule import DAYS, Schedule, ScheduleError, parse_schedule
 
@@ -71,10 +72,49 @@ _NUMBER = re.compile(r"\+?\d{3,20}")
 NUMBER_SCHEMA = {"type": "string", "pattern": r"^\+?[0-9 .()-]{3,40}$"}
 
 
-def normalize_number(text: str) -> str:
-    """A number as routes compare it: separators stripped, ``00`` prefix as ``+``."""
-    number = _SEPARATORS.sub("", text)
-    return "+" + number[2:] if number.startswith("00") else number
+def normalize_number(text: str, country: str | None = None) -> str:
+    """A number as routes compare it: E.164 when it is a phone number, read in
+    ``country`` when it has no ``+``; else separators stripped, ``00`` as ``+``."""
+    return number_key(text, country)
+
+
+def country_in(info: ValidationInfo) -> str | None:
+    """The rules' ``country``, which ``parse_rules`` reads first and passes down."""
+    country = (info.context or {}).get("country")
+    return country if isinstance(country, str) else None
+
+
+def _in_country(check: Any) -> BeforeValidator:
+    """A validator ``check(value, country)`` reading numbers in the rules' country."""
+    return BeforeValidator(lambda value, info: check(value, country_in(info)))
+
+
+def country(value: object) -> str:
+    """An ISO 3166 region with a numbering plan, upper case (``be`` -> ``BE``)."""
+    code = value.strip().upper() if isinstance(value, str) else ""
+    if not is_region(code):
+        raise fail(f"unknown country {describe(value)} (use an ISO 3166 code like BE, DE, FR)")
+    return code
+
+
+def phone_number(value: object, country: str | None = None) -> str:
+    """A number the gateway dials or serves, in E.164.
+
+    National forms are read in ``country``; a number that cannot be a phone
+    number (too short or long for its country) is refused.
+    """
+    written = _number(value)
+    found = e164(written, country)
+    if found is not None:
+        return found
+    if written.startswith(("+", "00")):
+        raise fail(
+            f"{describe(value)} is not a phone number (too short or too long for its country)"
+        )
+    if country is None:
+        raise fail(f"{describe(value)} is in national form: set country at the top of the rules "
+                   "(e.g. country: BE) to read it")  # fmt: skip
+    raise fail(f"{describe(value)} is not a phone number in {country}")
 
 
 def _number(value: object) -> str:
@@ -89,16 +129,14 @@ def _number(value: object) -> str:
     return number
 
 
-def public_number(value: object) -> str:
-    return normalize_number(_number(value))
-
-
-def caller_pattern(value: object) -> str:
+def caller_pattern(value: object, country: str | None = None) -> str:
+    """A ``from`` pattern as callers are compared: ``anonymous``, a number
+    (E.164 when it is a phone number) or a prefix ending in ``*``."""
     if isinstance(value, str) and value.strip().lower() == "anonymous":
         return "anonymous"
     if isinstance(value, str) and value.endswith("*"):
-        return public_number(value[:-1]) + "*"
-    return public_number(value)
+        return prefix_key(_number(value[:-1]), country) + "*"
+    return number_key(_number(value), country)
 
 
 _URI = re.compile(r"sips?:(?:[^@\s]+@)?[^@\s;?]+(?:[;?]\S*)?", re.IGNORECASE)
@@ -184,9 +222,14 @@ def valid_zone(name: str) -> str:
     return name
 
 
-Dialled = Annotated[str, BeforeValidator(_number), WithJsonSchema(NUMBER_SCHEMA)]
-PublicNumber = Annotated[str, BeforeValidator(public_number), WithJsonSchema(NUMBER_SCHEMA)]
-CallerPattern = Annotated[str, BeforeValidator(caller_pattern), WithJsonSchema({"type": "string"})]
+Dialled = Annotated[str, _in_country(phone_number), WithJsonSchema(NUMBER_SCHEMA)]
+PublicNumber = Annotated[str, _in_country(phone_number), WithJsonSchema(NUMBER_SCHEMA)]
+CallerPattern = Annotated[str, _in_country(caller_pattern), WithJsonSchema({"type": "string"})]
+Country = Annotated[
+    str,
+    BeforeValidator(country),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{2}$"}),
+]
 SipUri = Annotated[
     str, BeforeValidator(_uri), WithJsonSchema({"type": "string", "pattern": "^sips?:"})
 ]
@@ -206,7 +249,7 @@ _SCHEDULE_SCHEMA = {
     "description": 'day keys (mon-fri, sat, "mon,wed") -> "08:30-12:00, 13:30-18:00" or closed; '
     'closed: dates and ranges ("2026-12-24..2026-12-26")',
     "properties": {
-        "closed": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+        "closed": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     },
     "patternProperties": {f"^{_DAY_KEY}(,{_DAY_KEY})*$": {"type": "string"}},
     "additionalProperties": False,
@@ -230,7 +273,7 @@ def caller_matches(pattern: str, caller: str | None) -> bool:
     """Whether a normalised ``from`` pattern takes ``caller`` (None: withheld)."""
     if is_withheld(caller):
         return pattern == "anonymous"
-    number = normalize_number(caller or "")
+    number = number_key(caller or "")  # already E.164 when the rules read it in their country
     return number.startswith(pattern[:-1]) if pattern.endswith("*") else number == pattern
 
 

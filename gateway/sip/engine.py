@@ -26,6 +26,7 @@ from loguru import logger
 from gateway.config import Settings, sip_uri_hostport
 from gateway.core.causes import Outcome, reason_header
 from gateway.core.events import LegFailed
+from gateway.core.numbers import dial_form
 from gateway.core.presentation import Policy, Present, present
 from gateway.sip import message
 from gateway.sip.legs import (
@@ -354,7 +355,8 @@ class SipEngine:
         trunk = self.settings.trunk
         host, port = sip_uri_hostport(trunk.uri(trunk.outbound_proxy))
         host = f"[{host}]" if ":" in host else host
-        return f"sip:{target.number}@{host}:{port}"
+        number = dial_form(target.number or "", trunk.dial_format, target.country)
+        return f"sip:{number}@{host}:{port}"
 
     def stop_leg(self, leg: str, code: int = 0) -> None:
         """CANCEL (unanswered) or BYE (answered) an outgoing leg."""

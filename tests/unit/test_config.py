@@ -235,3 +235,18 @@ def test_settings_two_sections_deep_are_known_and_their_typos_caught() -> None:
     warned = unknown_variables({"SIP_FAILOVER_TRUNK__TLS__CA_FLE": "/etc/ca.pem"}, {})
     hint = f"did you mean {right}?"
     assert warned == [f"SIP_FAILOVER_TRUNK__TLS__CA_FLE is no setting and is ignored; {hint}"]
+
+
+def test_numbers_are_dialled_as_e164_unless_the_trunk_wants_another_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(*REGISTRAR)
+    assert Settings().trunk.dial_format == "e164"
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK__DIAL_FORMAT", "national")
+    assert Settings().trunk.dial_format == "national"
+    monkeypatch.setenv("SIP_FAILOVER_TRUNK__DIAL_FORMAT", "0032")
+    err = io.StringIO()
+    assert checked_settings(err) is None
+    (problem,) = problems(err)
+    assert problem.startswith("settings: SIP_FAILOVER_TRUNK__DIAL_FORMAT: "), problem
+    assert "national" in problem

@@ -292,6 +292,6 @@ def test_schema_describes_steps_and_durations() -> None:
     assert step["timeout"]["anyOf"][0]["type"] == "string"
     assert "answered" not in step["failover_on"]["items"]["enum"]
     assert set(schema["properties"]) == {
-        "version", "timezone", "mode", "targets", "voicemail", "alerts", "schedules", "routes",
-        "health",
+        "version", "timezone", "country", "mode", "targets", "voicemail", "alerts", "schedules",
+        "routes", "health",
     }  # fmt: skip

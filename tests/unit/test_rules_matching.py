@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from datetime import UTC, datetime
 
+import phonenumbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,30 +16,44 @@ from gateway.core.rules_values import caller_matches, caller_pattern
 SEPARATORS = [" ", ".", "-", "(", ")"]
 
 
+def digits(text: str) -> str:
+    """Separators dropped, 00 as +."""
+    kept = "".join(c for c in text if c not in SEPARATORS)
+    return "+" + kept[2:] if kept.startswith("00") else kept
+
+
+def as_compared(text: str) -> str:
+    """An international number as the numbering plan reads it (phonenumbers' E.164:
+    "+32 (0)470…" is +32470…); anything that cannot be a number, digit by digit."""
+    number = digits(text)
+    try:
+        parsed = phonenumbers.parse(number)
+    except phonenumbers.NumberParseException:
+        return number
+    if not phonenumbers.is_possible_number(parsed):
+        return number
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def reference(pattern_text: str, caller: str | None) -> bool:
-    """Digit by digit, with no shared code: what an admin means by a pattern."""
+    """With no shared code: what an admin means by a pattern. Numbers compare as
+    E.164; a prefix is the start of the caller's E.164 number, as written."""
     withheld = {"", "anonymous", "unknown", "unavailable", "restricted", "private", "withheld"}
     if caller is None or caller.strip().lower() in withheld:
         return pattern_text.strip().lower() == "anonymous"
     if pattern_text.strip().lower() == "anonymous":
         return False
-
-    def digits(text: str) -> str:
-        kept = "".join(c for c in text if c not in SEPARATORS)
-        return "+" + kept[2:] if kept.startswith("00") else kept
-
-    wanted, number = digits(pattern_text.rstrip("*")), digits(caller)
-    if pattern_text.endswith("*"):
-        return len(number) >= len(wanted) and all(
-            a == b for a, b in zip(wanted, number, strict=False)
-        )
-    return number == wanted
+    number = as_compared(caller)
+    if not pattern_text.endswith("*"):
+        return number == as_compared(pattern_text)
+    wanted = digits(pattern_text.rstrip("*"))
+    return len(number) >= len(wanted) and all(a == b for a, b in zip(wanted, number, strict=False))
 
 
-def spelled(digits: str) -> st.SearchStrategy[str]:
+def spelled(number: str) -> st.SearchStrategy[str]:
     """The same digits as people write them: separators, 00 for +."""
-    plus = st.sampled_from(["+", "00"]) if digits.startswith("+") else st.just("")
-    body = digits.lstrip("+")
+    plus = st.sampled_from(["+", "00"]) if number.startswith("+") else st.just("")
+    body = number.lstrip("+")
     seps = st.lists(
         st.sampled_from(["", "", " ", ".", "-"]), min_size=len(body), max_size=len(body)
     )
@@ -72,7 +87,7 @@ def test_caller_matching_agrees_with_the_reference(pattern: str, caller: str | N
 @given(numbers, numbers.flatmap(spelled))
 def test_a_number_matches_its_own_prefix_however_it_is_written(number: str, spelling: str) -> None:
     assert caller_matches(caller_pattern(number), number)
-    prefix = number[: 4 if number.startswith("+") else 3]
+    prefix = as_compared(number)[:4] if number.startswith("+") else number[:3]
     assert caller_matches(caller_pattern(prefix + "*"), number)
     assert caller_matches(caller_pattern(spelling), spelling)
 
