@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from gateway.core.causes import FAILURES, Outcome
 from gateway.core.plan import DEAD_HEALTH, Plan, PlanStep, RingPlan, plan_call, probed
 from gateway.core.rules import Route, Rules, RulesError
-from gateway.core.schedule import describe_schedule, sample_times
+from gateway.core.schedule import describe_schedule, sample_times, why_closed
 from gateway.rules_file import load_rules
 
 if TYPE_CHECKING:
@@ -168,17 +168,26 @@ def explanation(
     intro = f"at {local:%a %Y-%m-%d %H:%M} ({rules.timezone}), mode {mode} (from {source})"
     plan = plan_call(rules, to, from_, at, health or {})  # the gateway's own planner
     schedules = {name: rules.is_open(name, at) for name in rules.schedules}
+    closed = {name: reason for name, schedule in rules.schedules.items()
+              if (reason := why_closed(schedule, local.date())) is not None}  # fmt: skip
+    call |= {"schedules": schedules, "closed_because": closed}
     if plan is None:
-        text = f"{intro}: {_refusal(rules, to, from_)}"
-        return {**call, "schedules": schedules, "route": None, "steps": [], "text": text}
+        text = f"{intro}: {_refusal(rules, to, from_)}{_closed_words(closed)}"
+        return {**call, "route": None, "steps": [], "text": text}
     route = next(r for r in rules.routes if r.name == plan.route)
     words = "; ".join(f"{i}. {_step_words(step)}" for i, step in enumerate(plan.steps, 1))
     text = f"{intro}: route {route.name}{_why(rules, route, schedules)}: {words or 'no step'}"
     text += _left_out(rules, route, plan, health or {})
     if not plan.steps or plan.steps[-1].kind != "voicemail":
         text += "; then the call is refused"
+    text += _closed_words(closed)
     steps = [_step_dict(step) for step in plan.steps]
-    return {**call, "schedules": schedules, "route": route.name, "steps": steps, "text": text}
+    return {**call, "route": route.name, "steps": steps, "text": text}
+
+
+def _closed_words(closed: Mapping[str, str]) -> str:
+    """Which schedules a closed date or a public holiday closes all day today."""
+    return "".join(f"; {name} is closed: {reason}" for name, reason in closed.items())
 
 
 def _why(rules: Rules, route: Route, schedules: Mapping[str, bool]) -> str:

@@ -247,9 +247,15 @@ _DAY_KEY = f"({'|'.join(DAYS)})(-({'|'.join(DAYS)}))?"
 _SCHEDULE_SCHEMA = {
     "type": "object",
     "description": 'day keys (mon-fri, sat, "mon,wed") -> "08:30-12:00, 13:30-18:00" or closed; '
-    'closed: dates and ranges ("2026-12-24..2026-12-26")',
+    'closed: dates and ranges ("2026-12-24..2026-12-26"); holidays: a country code (BE, DE-BY)',
     "properties": {
         "closed": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "holidays": {
+            "type": "string",
+            "pattern": r"^[A-Za-z]{2}(-[\w -]+)?$",
+            "description": "closed on this country's public holidays: BE, or DE-BY with a "
+            "subdivision",
+        },
     },
     "patternProperties": {f"^{_DAY_KEY}(,{_DAY_KEY})*$": {"type": "string"}},
     "additionalProperties": False,

@@ -23,14 +23,21 @@ change this means (deliberately, and documented in docs/rules.md):
 A range whose end is before its start ("22:00-06:00") runs past midnight into
 the next day. A closed date closes the whole local calendar day, including the
 tail of a range that started the evening before.
+
+``holidays: BE`` (or ``DE-BY``: a country and one of its subdivisions) closes
+that country's public holidays like closed dates, every year, Easter-based ones
+included, from the ``holidays`` package (data only, no I/O of ours).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
+
+import holidays
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -41,6 +48,8 @@ DAY_SECONDS = 24 * 3600
 _TIME = r"([01]?\d|2[0-4]):([0-5]\d)"
 _RANGE = re.compile(rf"\s*{_TIME}\s*-\s*{_TIME}\s*")
 _DATE_RANGE = re.compile(r"\s*(\d{4}-\d\d-\d\d)\s*(?:\.\.\s*(\d{4}-\d\d-\d\d)\s*)?")
+_HOLIDAY_CODE = re.compile(r"\s*([A-Za-z]{2})(?:-([\w -]+?))?\s*")
+_HOLIDAY_LANGUAGE = "en_US"  # holiday names in English where the data has them
 
 
 class ScheduleError(ValueError):
@@ -75,10 +84,46 @@ class Schedule:
 
     days: tuple[tuple[TimeRange, ...], ...]
     closed: tuple[tuple[date, date], ...] = ()
+    holidays: str | None = None  # "BE", "DE-BY": closed on that region's public holidays
 
     def is_closed_on(self, day: date) -> bool:
-        """Whether ``day`` is one of the closed dates."""
-        return any(first <= day <= last for first, last in self.closed)
+        """Whether ``day`` is one of the closed dates or a public holiday."""
+        return why_closed(self, day) is not None
+
+
+def why_closed(schedule: Schedule, day: date) -> str | None:
+    """Why ``schedule`` is closed all ``day``, in words; None: it is not.
+
+    ``closed 2026-12-24..2026-12-26`` for a typed date, ``Easter Monday, BE
+    public holiday`` for a holiday.
+    """
+    for first, last in schedule.closed:
+        if first <= day <= last:
+            return f"closed {first}" if first == last else f"closed {first}..{last}"
+    if schedule.holidays is None:
+        return None
+    name = _calendar(schedule.holidays).get(day)
+    return None if name is None else f"{name}, {schedule.holidays} public holiday"
+
+
+def holiday_dates(schedule: Schedule, year: int) -> list[date]:
+    """The public holidays ``schedule`` closes in ``year``."""
+    if schedule.holidays is None:
+        return []
+    calendar = _calendar(schedule.holidays)
+    calendar.get(date(year, 1, 1))  # fills in the year
+    return sorted(day for day in calendar if day.year == year)
+
+
+@functools.lru_cache(maxsize=64)
+def _calendar(code: str) -> holidays.HolidayBase:
+    country, _, subdivision = code.partition("-")
+    calendar = holidays.country_holidays(country, subdiv=subdivision or None)
+    if _HOLIDAY_LANGUAGE in calendar.supported_languages:
+        calendar = holidays.country_holidays(
+            country, subdiv=subdivision or None, language=_HOLIDAY_LANGUAGE
+        )
+    return calendar
 
 
 def is_open(schedule: Schedule, at: datetime, zone: ZoneInfo) -> bool:
@@ -107,16 +152,47 @@ def parse_schedule(value: object) -> Schedule:
         raise ScheduleError("expected a mapping of days (mon-fri, sat...) to hours")
     days: list[tuple[TimeRange, ...] | None] = [None] * 7
     closed: tuple[tuple[date, date], ...] = ()
+    region = None
     for key, hours in value.items():
         if key == "closed":
             closed = _closed_dates(hours)
+            continue
+        if key == "holidays":
+            region = holiday_region(hours)
             continue
         ranges = _time_ranges(hours, str(key))
         for day in day_numbers(key):
             if days[day] is not None:
                 raise ScheduleError(f"{DAYS[day]} is already given by another key", key)
             days[day] = ranges
-    return Schedule(tuple(d or () for d in days), closed)
+    return Schedule(tuple(d or () for d in days), closed, region)
+
+
+def holiday_region(value: object) -> str:
+    """``BE``, ``de-by`` -> the region whose holidays close a schedule (``DE-BY``).
+
+    Raises:
+        ScheduleError: not a code, or no holidays known for it.
+    """
+    match = _HOLIDAY_CODE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ScheduleError(f"expected a country code like BE or DE-BY, got {value!r}", "holidays")
+    country, subdivision = match.group(1).upper(), match.group(2)
+    known = holidays.list_supported_countries(include_aliases=False)
+    if country not in known:
+        raise ScheduleError(
+            f"unknown country '{country}' (holidays are known for ISO 3166 codes like BE, DE, FR)",
+            "holidays",
+        )
+    if subdivision is None:
+        return country
+    found = [s for s in known[country] if s.lower() == subdivision.lower()]
+    if not found:
+        listed = ", ".join(known[country]) or "none"
+        raise ScheduleError(
+            f"unknown subdivision '{subdivision}' of {country} (known: {listed})", "holidays"
+        )
+    return f"{country}-{found[0]}"
 
 
 def day_numbers(key: object) -> list[int]:
@@ -208,16 +284,20 @@ def describe_schedule(schedule: Schedule) -> str:
             parts.append(f"{days} {', '.join(map(str, schedule.days[day]))}")
         day = last + 1
     parts += [f"closed {a}" if a == b else f"closed {a}..{b}" for a, b in schedule.closed]
+    if schedule.holidays is not None:
+        parts.append(f"closed on {schedule.holidays} public holidays")
     return "; ".join(parts) or "never open"
 
 
 def sample_times(start: datetime, schedules: Iterable[Schedule], step: timedelta) -> list[datetime]:
     """Times ``step`` apart through the week from ``start`` and through every closed day.
 
+    Closed days are the typed ones and the public holidays of ``start``'s year.
     ``check`` asks every route at these times to find routes that never match.
     """
     days = [start + timedelta(days=d) for d in range(7)]
     for schedule in schedules:
-        days += [start.replace(year=a.year, month=a.month, day=a.day) for a, _ in schedule.closed]
+        closed = [first for first, _ in schedule.closed] + holiday_dates(schedule, start.year)
+        days += [start.replace(year=a.year, month=a.month, day=a.day) for a in closed]
     per_day = int(timedelta(days=1) / step)
     return [day + step * i for day in days for i in range(per_day)]
