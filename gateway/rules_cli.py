@@ -227,7 +227,10 @@ def _refusal(rules: Rules, to: str, from_: str | None) -> str:
     number = rules.number(to)
     if number not in rules.public_numbers():
         numbers = ", ".join(sorted(rules.public_numbers()))
-        return f"no route: {number} is not a public number here ({numbers}); refused with 404"
+        hint = "" if number.startswith("+") or rules.country else (
+            " (numbers without + are read only with a country in the rules)")
+        return (f"no route: {number} is not a public number here ({numbers}){hint}; "
+                "refused with 404")  # fmt: skip
     return f"no route for a call to {to} from {from_ or 'anonymous'} now; refused with 404"
 
 

@@ -159,4 +159,19 @@ def test_explain_finds_the_route_for_a_national_number(tmp_path: Path) -> None:
     assert "route main-line: 1. ring office-mobile (+32470000001)" in out.getvalue()
     out = io.StringIO()
     assert explain(path, "025550199", None, None, False, out) == 1
-    assert "+3225550199 is not a public number here (+3225550100)" in out.getvalue()
+    assert "+3225550199 is not a public number here (+3225550100); refused" in out.getvalue()
+
+
+def test_explain_says_a_national_number_needs_a_country(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\ntargets: {anna: {number: '+32480000002'}}\n"
+        "routes: [{name: main, match: {to: '+3225550100'}, steps: [{ring: anna}]}]\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    assert explain(path, "025550100", None, None, False, out) == 1
+    assert (
+        "025550100 is not a public number here (+3225550100) (numbers without + are read "
+        "only with a country in the rules); refused with 404"
+    ) in out.getvalue()
