@@ -19,12 +19,15 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gateway.core.rules_values import MODES
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 from gateway.status.state import (
     CALLS_ACTIVE,
     LAST_FAILOVER,
+    MODE,
     RULES,
     TRUNK_REGISTRATION,
     health_topic,
@@ -91,7 +94,7 @@ class Discovery:
         return [self.topic(entity) for entity in self.target_entities(target)]
 
     def gateway_entities(self) -> list[Entity]:
-        """Trunk, calls, last failover, rules and the reload button."""
+        """Trunk, calls, last failover, rules, the reload button and the mode."""
         p = self.prefix
         return [
             Entity(
@@ -146,6 +149,21 @@ class Discovery:
                     "name": "Reload rules",
                     "command_topic": f"{p}/cmd/reload",
                     "payload_press": "reload",
+                    "entity_category": "config",
+                },
+            ),
+            Entity(
+                "select",
+                "mode",
+                {
+                    # HA publishes the chosen option, which is what cmd/mode takes.
+                    "name": "Mode",
+                    "command_topic": f"{p}/cmd/mode",
+                    "state_topic": f"{p}/{MODE}",
+                    "value_template": "{{ value_json.mode }}",
+                    "json_attributes_topic": f"{p}/{MODE}",
+                    "options": list(MODES),
+                    "icon": "mdi:phone-forward",
                     "entity_category": "config",
                 },
             ),

@@ -23,11 +23,13 @@ TRUNK_REGISTRATION = "trunk/registration"
 CALLS_ACTIVE = "calls/active"
 RULES = "rules"
 LAST_FAILOVER = "last_failover"
+MODE = "mode"
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     TRUNK_REGISTRATION: ("state", "code", "reason", "since", "expires"),
     RULES: ("file", "sha256", "loaded_at", "error"),
 }
+_TOPIC_OF = {"trunk.registration": TRUNK_REGISTRATION, "rules.loaded": RULES}
 _HEALTH_FIELDS = ("state", "since", "evidence")
 _FAILOVER_FIELDS = ("call_id", "from", "to", "outcome", "sip_code", "q850")
 _NOT_IN_TOPIC = re.compile(r"[/+#\s\x00]")
@@ -93,16 +95,20 @@ class StatusState:
 
     def _payload(self, event: StatusEvent) -> tuple[str, str] | None:
         data = event.data
-        if event.kind == "trunk.registration":
-            return TRUNK_REGISTRATION, _json(data, _FIELDS[TRUNK_REGISTRATION])
-        if event.kind == "rules.loaded":
-            return RULES, _json(data, _FIELDS[RULES])
+        if event.kind in _TOPIC_OF:
+            topic = _TOPIC_OF[event.kind]
+            return topic, _json(data, _FIELDS[topic])
         if event.kind == "calls.active":
             return CALLS_ACTIVE, str(_count(data.get("count")))
         if event.kind == "target.health" and isinstance(data.get("target"), str):
             target = str(data["target"])
             self._targets.setdefault(target)
             return health_topic(target), _json(data, _HEALTH_FIELDS)
+        if event.kind == "rules.mode":
+            # The event says which mode and who set it; when is the event's own time.
+            since = event.at.isoformat(timespec="seconds")
+            fields = {"mode": data.get("mode"), "source": data.get("source"), "since": since}
+            return MODE, json.dumps(fields, separators=(",", ":"))
         if event.kind == "call.failover":
             fields = {"at": event.at.isoformat(), **{k: data.get(k) for k in _FAILOVER_FIELDS}}
             return LAST_FAILOVER, json.dumps(fields, separators=(",", ":"))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.status.state import (
     CALLS_ACTIVE,
     LAST_FAILOVER,
+    MODE,
     RULES,
     TRUNK_REGISTRATION,
     StatusState,
@@ -133,6 +134,7 @@ class StatusFile:
             "mqtt": self._link(),
             "trunk_registration": _parsed(retained.get(TRUNK_REGISTRATION)),
             "rules": _parsed(retained.get(RULES)),
+            "mode": _parsed(retained.get(MODE)),
             "calls_active": int(retained.get(CALLS_ACTIVE, "0")),
             "last_failover": _parsed(retained.get(LAST_FAILOVER)),
             "targets": {name: _parsed(retained.get(health_topic(name))) for name in targets},
@@ -214,6 +216,7 @@ def format_status(document: dict[str, Any]) -> str:
         f"availability   {document['availability']} (MQTT {_LINK.get(document['mqtt'], '?')})",
         f"trunk          {_registration(document['trunk_registration'])}",
         *_rules_lines(document["rules"]),
+        f"mode           {_mode(document.get('mode'))}",
         f"active calls   {document['calls_active']}",
         f"last failover  {_failover(document['last_failover'])}",
         "targets" if document["targets"] else "targets        (none)",
@@ -247,6 +250,15 @@ def _rules_lines(rules: dict[str, Any] | None) -> list[str]:
         lines.append("  last reload REFUSED (the rules above stay in force):")
         lines += [f"    {line}" for line in str(rules["error"]).splitlines()]
     return lines
+
+
+_SET_BY = {"file": "from the rules file", "mqtt": "set over MQTT"}
+
+
+def _mode(mode: dict[str, Any] | None) -> str:
+    if mode is None:
+        return "(not reported yet)"
+    return f"{mode['mode']} ({_SET_BY.get(mode['source'], mode['source'])} since {mode['since']})"
 
 
 def _failover(last: dict[str, Any] | None) -> str:

@@ -288,11 +288,12 @@ async def test_home_assistant_online_republishes_discovery(broker: Mosquitto) ->
     publisher.set_targets(["office-mobile", "anna"])
     configs = "homeassistant/+/+/+/config"
     async with subscriber(broker, configs) as client, running(publisher):
-        first = await collect(client, lambda s: len(s) >= 9)
+        # 6 gateway entities, 2 per target
+        first = await collect(client, lambda s: len(s) >= 10)
         await client.publish("homeassistant/status", b"online", qos=1)
-        again = await collect(client, lambda s: len(s) >= 9)
+        again = await collect(client, lambda s: len(s) >= 10)
         async with subscriber(broker, configs) as late:
-            retained = await collect(late, lambda s: len(s) >= 9)
+            retained = await collect(late, lambda s: len(s) >= 10)
     assert payloads(again) == payloads(first) == payloads(retained)
     assert all(m.retain for m in retained)
     found = [json.loads(p) for p in payloads(again).values()]
@@ -300,4 +301,5 @@ async def test_home_assistant_online_republishes_discovery(broker: Mosquitto) ->
     assert f"{PREFIX}/cmd/probe/anna" in commands
     assert f"{PREFIX}/cmd/probe/office-mobile" in commands
     assert f"{PREFIX}/cmd/reload" in commands
+    assert f"{PREFIX}/cmd/mode" in commands
     assert {c["availability_topic"] for c in found} == {f"{PREFIX}/availability"}

@@ -199,7 +199,7 @@ async def place(sipp: SippFactory, gateway: GatewayProcess, scenario: str, **key
 def assert_schemas(feed: Feed) -> None:
     """Every retained value and event seen matches its schema in docs/schemas/."""
     schemas = {"trunk/registration": "trunk-registration", "rules": "rules",
-               "last_failover": "last-failover"}  # fmt: skip
+               "last_failover": "last-failover", "mode": "mode"}  # fmt: skip
     for message in feed.seen:
         suffix = str(message.topic).removeprefix(f"{PREFIX}/")
         assert isinstance(message.payload, bytes)
@@ -273,17 +273,50 @@ async def test_home_assistant_online_makes_the_gateway_republish_discovery(
     with gateway:
         await status_file_says(gateway, lambda s: s["mqtt"] == "connected")
         async with watching(broker, "homeassistant/+/+/+/config") as configs:
-            # 5 gateway entities, 2 per target: retained, so a late subscriber has them.
-            await configs.until(lambda f: len(f.seen) >= 9)
+            # 6 gateway entities, 2 per target: retained, so a late subscriber has them.
+            await configs.until(lambda f: len(f.seen) >= 10)
             await asyncio.sleep(0.5)  # anything else would come now, before HA speaks
-            assert len(configs.seen) == 9
+            assert len(configs.seen) == 10
             await configs.client.publish("homeassistant/status", b"online", qos=1)
-            await configs.until(lambda f: len(f.seen) >= 18)
+            await configs.until(lambda f: len(f.seen) >= 20)
     gateway.assert_clean_exit()
-    first, again = configs.seen[:9], configs.seen[9:]
+    first, again = configs.seen[:10], configs.seen[10:]
     assert all(m.retain for m in first)
     assert not any(m.retain for m in again), "no fresh publish after HA said online"
     assert {str(m.topic): m.payload for m in again} == {str(m.topic): m.payload for m in first}
+
+
+async def test_the_mode_is_switched_from_the_home_assistant_select(
+    broker: Mosquitto, sipp: SippFactory, tmp_path: Path
+) -> None:
+    main, backup = sipp("phone_answer"), sipp("phone_answer")  # never started: names only
+    gateway = gateway_for(tmp_path / "gateway", failover_rules(main, backup), broker)
+    select = "homeassistant/select/sip_failover_gw1/mode/config"
+    with gateway:
+        # Connected means cmd/# is subscribed: the gateway subscribes before it says so.
+        await status_file_says(gateway, lambda s: s["mqtt"] == "connected")
+        async with watching(broker, select, f"{PREFIX}/mode") as feed:
+            await feed.until(lambda f: f.latest("mode") is not None
+                             and any(str(m.topic) == select for m in f.seen))  # fmt: skip
+            config = json.loads(next(m.payload for m in feed.seen if str(m.topic) == select))
+            assert config["state_topic"] == f"{PREFIX}/mode"
+            assert json.loads(feed.latest("mode") or b"")["source"] == "file"
+            # What Home Assistant does when "force-backup" is chosen on the dashboard.
+            await feed.client.publish(config["command_topic"], b"force-backup", qos=1)
+            await feed.until(lambda f: json.loads(f.latest("mode") or b"")["source"] == "mqtt")
+        async with watching(broker, f"{PREFIX}/mode") as late:
+            await late.until(lambda f: bool(f.seen))
+        await status_file_says(gateway, lambda s: (s["mode"] or {}).get("source") == "mqtt")
+        shown = sip_failover(gateway, "status", "--json")
+        text = sip_failover(gateway, "status")
+    gateway.assert_clean_exit()
+    retained = json.loads(late.seen[0].payload)  # type: ignore[arg-type]
+    assert late.seen[0].retain
+    assert SCHEMAS.errors(retained, SCHEMAS.schema("mode")) == []
+    assert (retained["mode"], retained["source"]) == ("force-backup", "mqtt")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["mode"] == retained
+    assert f"mode           force-backup (set over MQTT since {retained['since']})" in text.stdout
 
 
 async def test_killed_gateway_leaves_its_last_will(

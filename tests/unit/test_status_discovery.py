@@ -1,7 +1,7 @@
 """Home Assistant discovery payloads, checked against HA's documented keys.
 
 Allowed and required keys per component are taken from the Home Assistant
-MQTT integration docs (binary_sensor.mqtt, sensor.mqtt, button.mqtt, and the
+MQTT integration docs (binary_sensor.mqtt, sensor.mqtt, button.mqtt, select.mqtt, and the
 MQTT discovery page for ``device`` and ``origin``). A key HA does not know is
 silently dropped by HA, so a typo would only show up as a broken entity.
 """
@@ -31,11 +31,15 @@ ALLOWED = {
         "unit_of_measurement", "value_template"},
     "button": COMMON | {
         "command_template", "command_topic", "device_class", "payload_press", "retain"},
+    "select": COMMON | {
+        "command_template", "command_topic", "optimistic", "options", "retain", "state_topic",
+        "value_template"},
 }  # fmt: skip
 REQUIRED = {
     "binary_sensor": {"state_topic"},
     "sensor": {"state_topic"},
     "button": {"command_topic"},
+    "select": {"command_topic", "options"},
 }
 DEVICE_KEYS = {
     "configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model",
@@ -70,7 +74,7 @@ def test_every_config_uses_only_documented_keys_and_has_the_required_ones() -> N
 
 def test_every_entity_is_unique_available_and_on_one_device() -> None:
     configs = list(messages().values())
-    assert len(configs) == 9
+    assert len(configs) == 10
     unique = {c["unique_id"] for c in configs}
     assert len(unique) == len(configs)
     for config in configs:
@@ -92,6 +96,10 @@ def test_state_topics_point_at_the_gateways_retained_topics() -> None:
     assert health["state_topic"] == f"{PREFIX}/target/office-mobile/health"
     assert health["options"] == ["up", "unassigned", "down", "unknown"]
     assert by_id["reload_rules"]["command_topic"] == f"{PREFIX}/cmd/reload"
+    mode = by_id["mode"]
+    assert (mode["command_topic"], mode["state_topic"]) == (f"{PREFIX}/cmd/mode", f"{PREFIX}/mode")
+    assert mode["options"] == ["normal", "force-backup", "closed"]
+    assert mode["value_template"] == "{{ value_json.mode }}"
     assert by_id[f"target_{slug('Anna B')}_probe"]["command_topic"] == (
         f"{PREFIX}/cmd/probe/Anna_B"
     )
