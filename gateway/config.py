@@ -199,6 +199,12 @@ class SmtpSettings(BaseModel):
     retry_first: float = Field(
         default=60.0, gt=0, le=3600, description="seconds before the first retry (then doubled)"
     )
+    # Never socket.getfqdn(): on a host whose name is not in /etc/hosts it waits on DNS.
+    ehlo_name: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^\S+$",
+        description="the name the gateway gives in EHLO (default: the host name, as it is)",
+    )
 
     model_config = {"populate_by_name": True}
 

@@ -137,7 +137,8 @@ class Run:
         self.tail = {name: deque[str](maxlen=TAIL_LINES) for name in ("gateway", "far side")}
         self.procs: list[subprocess.Popen[str]] = []
         self.smtp_port = _free_port(socket.SOCK_STREAM)[0]
-        self.smtp = Controller(_Inbox(self.items), hostname="127.0.0.1", port=self.smtp_port)
+        self.smtp = Controller(_Inbox(self.items), hostname="127.0.0.1", port=self.smtp_port,
+                               server_hostname="localhost")  # fmt: skip
         self.smtp_running = False
 
     def spawn(self, args: list[str], env: dict[str, str], source: str) -> subprocess.Popen[str]:

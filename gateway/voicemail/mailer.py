@@ -178,6 +178,7 @@ class Mailer:
                 use_tls=server.tls,
                 start_tls=server.starttls,
                 timeout=server.timeout,
+                local_hostname=server.ehlo_name,
             )
         except aiosmtplib.SMTPException as exc:
             return self._failure(exc)

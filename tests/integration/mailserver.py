@@ -45,7 +45,9 @@ class MailServer:
         self._controller: Controller | None = None
 
     def start(self, **smtp: Any) -> MailServer:
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **smtp)
+        self._controller = Controller(
+            self.inbox, hostname="127.0.0.1", port=self.port, server_hostname="localhost", **smtp
+        )
         self._controller.start()
         return self
 

@@ -56,9 +56,11 @@ class Inbox:
     reply: str = "250 OK"
     accepted: list[EmailMessage] = field(default_factory=list)
     attempts: int = 0
+    ehlo_names: list[str] = field(default_factory=list)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.attempts += 1
+        self.ehlo_names.append(session.host_name)
         if self.reply.startswith("250"):
             mail = message_from_bytes(envelope.original_content, policy=policy.default)
             assert isinstance(mail, EmailMessage)
@@ -94,7 +96,9 @@ class Server:
         self._controller: Controller | None = None
 
     def start(self, **smtp: Any) -> None:
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **smtp)
+        self._controller = Controller(
+            self.inbox, hostname="127.0.0.1", port=self.port, server_hostname="localhost", **smtp
+        )
         self._controller.start()
 
     def stop(self) -> None:
@@ -373,3 +377,46 @@ async def test_run_sends_a_new_message_when_notified(tmp_path: Path, server: Ser
         with pytest.raises(asyncio.CancelledError):
             await running
     assert len(server.inbox.accepted) == 1
+
+
+@pytest.fixture
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``socket.getfqdn`` fails the test: on a host whose name is not in /etc/hosts
+    it waits on DNS for seconds, long enough to time a test server out."""
+
+    def looked_up(name: str = "") -> str:
+        raise AssertionError(f"socket.getfqdn({name!r}) called: a DNS look-up")
+
+    monkeypatch.setattr(socket, "getfqdn", looked_up)
+
+
+@pytest.mark.usefixtures("no_dns")
+async def test_the_mailer_says_ehlo_with_its_setting_and_looks_nothing_up(
+    tmp_path: Path, events: list[Any], clock: Clock
+) -> None:
+    server = Server(free_port())
+    server.start()  # after no_dns: the test server must not look its own name up either
+    try:
+        spool = Spool(tmp_path, clock=clock)
+        leave_voicemail(spool)
+        mailer = make_mailer(server, spool, events, clock, ehlo_name="gw1.example.net")
+        assert await mailer.run_due() is None
+    finally:
+        server.stop()
+    assert server.inbox.ehlo_names == ["gw1.example.net"]
+    assert kinds(events) == ["voicemail.delivered"]
+
+
+@pytest.mark.usefixtures("no_dns")
+async def test_the_default_ehlo_name_is_the_host_name_as_it_is(
+    tmp_path: Path, events: list[Any], clock: Clock
+) -> None:
+    server = Server(free_port())
+    server.start()
+    try:
+        spool = Spool(tmp_path, clock=clock)
+        leave_voicemail(spool)
+        assert await make_mailer(server, spool, events, clock).run_due() is None
+    finally:
+        server.stop()
+    assert server.inbox.ehlo_names == [socket.gethostname()]

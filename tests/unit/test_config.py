@@ -250,3 +250,23 @@ def test_numbers_are_dialled_as_e164_unless_the_trunk_wants_another_form(
     (problem,) = problems(err)
     assert problem.startswith("settings: SIP_FAILOVER_TRUNK__DIAL_FORMAT: "), problem
     assert "national" in problem
+
+
+def test_the_ehlo_name_is_a_setting_and_its_default_needs_no_dns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket  # noqa: PLC0415
+
+    def looked_up(name: str = "") -> str:
+        raise AssertionError(f"socket.getfqdn({name!r}): a DNS look-up")
+
+    monkeypatch.setattr(socket, "getfqdn", looked_up)
+    monkeypatch.setenv(*REGISTRAR)
+    assert Settings().smtp.ehlo_name == socket.gethostname()
+    monkeypatch.setenv("SIP_FAILOVER_SMTP__EHLO_NAME", "gw1.example.net")
+    assert Settings().smtp.ehlo_name == "gw1.example.net"
+    monkeypatch.setenv("SIP_FAILOVER_SMTP__EHLO_NAME", "two words")
+    err = io.StringIO()
+    assert checked_settings(err) is None
+    (line,) = problems(err)
+    assert line.startswith("settings: SIP_FAILOVER_SMTP__EHLO_NAME: "), line
