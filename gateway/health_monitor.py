@@ -19,17 +19,16 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
+from gateway.core.alerts import AlertCoalescer, alert_text
 from gateway.core.causes import Outcome
 from gateway.core.health import (
     DEAD,
-    AlertCoalescer,
     Evidence,
     HealthBoard,
     HealthChange,
     HealthPolicy,
     Source,
     WatchedTarget,
-    alert_text,
 )
 from gateway.core.plan import dial_of
 from gateway.core.probing import ProbeSchedule, ProbeScheduler

@@ -16,13 +16,12 @@ Invariants of ``TargetHealth``:
   of timeouts turns ``down`` into ``unassigned``);
 - evidence without a verdict neither extends nor breaks a streak.
 
-Human alerts are coalesced (``AlertCoalescer``): MQTT gets every change at
-once, a person gets the net change after the target has been quiet a while.
+What a person is told, and when, is ``alerts.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -30,7 +29,7 @@ from gateway.core.causes import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from datetime import datetime, tzinfo
+    from datetime import datetime
 
 
 class HealthState(StrEnum):
@@ -210,7 +209,11 @@ class HealthStatus:
 
 @dataclass(frozen=True, slots=True)
 class HealthChange:
-    """A target's health moved from ``previous`` to ``state`` at ``since``."""
+    """A target's health moved from ``previous`` to ``state`` at ``since``.
+
+    ``outage_since`` is set on a change from a dead state back to ``up``: when
+    the target went ``down``/``unassigned`` (a move between the two is one outage).
+    """
 
     target: str
     address: str
@@ -218,6 +221,7 @@ class HealthChange:
     state: HealthState
     since: datetime
     evidence: Evidence | None
+    outage_since: datetime | None = None
 
     def as_json(self) -> dict[str, object]:
         """The ``target.health`` event data: target, state, since, evidence."""
@@ -235,6 +239,7 @@ class TargetHealth:
         self.state = HealthState.UNKNOWN
         self.since = since
         self.evidence: Evidence | None = None
+        self.dead_since: datetime | None = None  # when the current outage began
         self._good = 0
         self._bad = 0
 
@@ -247,9 +252,14 @@ class TargetHealth:
         new = self._count_good() if seen is Verdict.GOOD else self._count_bad(seen)
         if new is self.state:
             return None
+        outage = self.dead_since if new is HealthState.UP else None
         change = HealthChange(
-            self.target, self.watched.address, self.state, new, evidence.at, evidence
+            self.target, self.watched.address, self.state, new, evidence.at, evidence, outage
         )
+        if new in DEAD and self.state not in DEAD:
+            self.dead_since = evidence.at
+        elif new not in DEAD:
+            self.dead_since = None
         self.state, self.since = new, evidence.at
         return change
 
@@ -323,91 +333,3 @@ class HealthBoard:
     def snapshot(self) -> dict[str, HealthStatus]:
         """Every target's status, by name."""
         return {name: health.status() for name, health in self._targets.items()}
-
-
-@dataclass(slots=True)
-class _Pending:
-    first: HealthChange
-    latest: HealthChange
-    first_at: float
-    last_at: float
-
-
-def _is_news(change: HealthChange) -> bool:
-    # A fresh start finding a target up, or a reset to unknown, tells a person
-    # nothing; a flap that ended where it began is no change at all.
-    if change.state is change.previous or change.state is HealthState.UNKNOWN:
-        return False
-    return not (change.previous is HealthState.UNKNOWN and change.state is HealthState.UP)
-
-
-class AlertCoalescer:
-    """Turns bursts of health changes into one alert per target.
-
-    An alert for a target is due ``window`` seconds after its last change, or
-    ``max_delay`` seconds after its first pending change if it keeps changing.
-    The alert is the net change (state before the first, state after the last):
-    up, down, up inside one window sends nothing. Times are monotonic seconds.
-    """
-
-    def __init__(self, window: float = 120.0, max_delay: float | None = None) -> None:
-        """Seconds of quiet and longest delay (default 5 windows); ValueError if <0 or <window."""
-        self.window = window
-        self.max_delay = 5 * window if max_delay is None else max_delay
-        if window < 0 or self.max_delay < window:
-            raise ValueError("need 0 <= window <= max_delay")
-        self._pending: dict[str, _Pending] = {}
-
-    def push(self, change: HealthChange, now: float) -> None:
-        """Queue a change seen at monotonic time ``now``."""
-        pending = self._pending.get(change.target)
-        if pending is None:
-            self._pending[change.target] = _Pending(change, change, now, now)
-        else:
-            pending.latest, pending.last_at = change, now
-
-    def forget(self, target: str) -> None:
-        """Drop what is pending for a target removed from the rules."""
-        self._pending.pop(target, None)
-
-    def next_deadline(self) -> float | None:
-        """When the next alert is due (monotonic), or None when nothing is pending."""
-        return min((self._deadline(p) for p in self._pending.values()), default=None)
-
-    def due(self, now: float) -> list[HealthChange]:
-        """Take the alerts due at ``now``: net changes, in target-name order."""
-        ready = sorted(t for t, p in self._pending.items() if self._deadline(p) <= now)
-        alerts = [self._net(self._pending.pop(t)) for t in ready]
-        return [a for a in alerts if _is_news(a)]
-
-    def _deadline(self, pending: _Pending) -> float:
-        return min(pending.last_at + self.window, pending.first_at + self.max_delay)
-
-    @staticmethod
-    def _net(pending: _Pending) -> HealthChange:
-        return replace(pending.latest, previous=pending.first.previous)
-
-
-_VERBS = {HealthState.UNASSIGNED: "answers UNASSIGNED"}  # else "is <STATE>"
-
-
-def alert_text(
-    change: HealthChange,
-    *,
-    label: str = "",
-    calls_go_to: str | None = None,
-    tz: tzinfo | None = None,
-) -> str:
-    """One line for a person about a (net) change.
-
-    E.g. "Main line office-mobile (+32470000001) answers UNASSIGNED since 10:42
-    — calls go to anna": ``label`` first if given, ``calls_go_to`` as the caller
-    words it, the time in ``tz`` (the rules' timezone; as stamped if None).
-    """
-    who = f"{label} {change.target}" if label else change.target
-    verb = _VERBS.get(change.state, f"is {change.state.value.upper()}")
-    if change.state is HealthState.UP and change.previous in DEAD:
-        verb += " again"
-    since = change.since if tz is None else change.since.astimezone(tz)
-    text = f"{who} ({change.address}) {verb} since {since:%H:%M}"
-    return f"{text} \N{EM DASH} calls go to {calls_go_to}" if calls_go_to else text

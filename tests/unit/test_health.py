@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from gateway.core.alerts import AlertCoalescer, alert_text
 from gateway.core.causes import Outcome, classify
 from gateway.core.health import (
-    AlertCoalescer,
     Evidence,
     HealthBoard,
     HealthChange,
@@ -19,7 +19,6 @@ from gateway.core.health import (
     TargetHealth,
     Verdict,
     WatchedTarget,
-    alert_text,
     verdict,
 )
 
@@ -344,3 +343,16 @@ def test_alert_text_for_recovery_in_the_rules_timezone():
     text = alert_text(change(DOWN, UP, minute=102), tz=brussels)
     assert text == "office-mobile (+32470000001) is UP again since 11:42"
     assert alert_text(change(UP, DOWN)).endswith("is DOWN since 09:00")
+
+
+def test_a_recovery_says_when_the_outage_began():
+    health = TargetHealth("office-mobile", WatchedTarget(MOBILE, HealthPolicy(down_after=1)), T0)
+    assert health.observe(probe(200, minute=1)).outage_since is None  # unknown -> up
+    down = health.observe(probe(503, minute=5))
+    assert (down.state, down.outage_since) == (HealthState.DOWN, None)
+    assert health.observe(call(404, minute=9)).state is HealthState.UNASSIGNED
+    back = health.observe(probe(200, minute=30))
+    assert (back.previous, back.state) == (HealthState.UNASSIGNED, HealthState.UP)
+    assert back.outage_since == at(5)  # down, then unassigned: one outage
+    again = health.observe(probe(503, minute=40))
+    assert health.observe(probe(200, minute=41)).outage_since == again.since == at(40)
