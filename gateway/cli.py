@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the call-back list: whom nobody spoke to, newest first",
     )
+    calls.add_argument("--json", action="store_true",
+                       help="one JSON object per line (docs/schemas/call.schema.json)")  # fmt: skip
     status = sub.add_parser(
         "status",
         help="the running gateway's live state",
@@ -200,7 +202,7 @@ def _read_state(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.command == "calls":
         return commands.calls(state_dir, args.since, missed=args.missed, now=now,
-                              out=sys.stdout, err=sys.stderr)  # fmt: skip
+                              out=sys.stdout, err=sys.stderr, as_json=args.json)  # fmt: skip
     return commands.status(state_dir, as_json=args.json, now=now, out=sys.stdout, err=sys.stderr)
 
 

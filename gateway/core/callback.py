@@ -69,16 +69,6 @@ class MissedCaller:
         """Their last missed call."""
         return self.times[-1]
 
-    def as_json(self) -> dict[str, object]:
-        """One line of ``sip-failover calls --missed --json`` (times ISO 8601)."""
-        return {
-            "caller": self.caller,
-            "attempts": self.attempts,
-            "times": [t.isoformat() for t in self.times],
-            "last_result": self.last_result,
-            "voicemail_ids": list(self.voicemail_ids),
-        }
-
 
 def callback_list(
     calls: Iterable[CallerCall],

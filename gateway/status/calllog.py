@@ -5,14 +5,9 @@ what MQTT sees. SQLite in WAL mode: readers (``sip-failover calls``) never block
 the writer. The writer runs through `asyncio.to_thread`, in batches, so a slow
 disk never stalls the event loop.
 
-The call-back list (`CallLog.missed`) answers "who should we call back?":
-- a call is *missed* when nobody spoke to the caller live: result ``failed``,
-  ``abandoned``, ``refused`` or ``voicemail`` (a message is not a conversation;
-  the voicemail id is given so the message can be heard first);
-- a caller who got through live *later* is no longer owed a call back: their
-  earlier misses are settled; a miss after their last answered call still counts;
-- one line per caller, with the number of attempts, the first and the last
-  one; newest last attempt first. Calls still in progress are not missed yet.
+The call-back list (`CallLog.missed`) answers "who should we call back?"; what
+counts as missed, and who is settled, is ``gateway/core/callback.py``. The
+plain-text and JSON views of the log are ``calls_view.py``.
 """
 
 from __future__ import annotations
@@ -22,19 +17,20 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from loguru import logger
 
+from gateway.core.callback import CallerCall, MissedCaller, callback_list
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
     from pathlib import Path
 
     from gateway.status.bus import EventBus, StatusEvent
 
-MISSED_RESULTS = ("failed", "abandoned", "refused", "voicemail")
 BATCH = 500
 
 _SCHEMA = """
@@ -96,18 +92,6 @@ class CallRecord:
     duration: float | None
     steps: tuple[StepRecord, ...] = ()
     legs: tuple[LegRecord, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MissedCaller:
-    """A caller owed a call back."""
-
-    caller: str
-    attempts: int
-    first_attempt: datetime
-    last_attempt: datetime
-    last_result: str
-    voicemail_ids: tuple[str, ...]
 
 
 def _ts(at: datetime) -> float:
@@ -186,19 +170,22 @@ class CallLog:
             ).fetchall()
             return [self._call(row) for row in rows]
 
-    def missed(self, since: datetime | None = None) -> list[MissedCaller]:
-        """The call-back list (rules in the module docstring), newest first."""
+    def missed(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[MissedCaller]:
+        """The call-back list for calls started in ``[since, until)``, newest first.
+
+        Calls after ``until`` are read too: a caller who got through later is settled.
+        """
         start = _ts(since) if since else float("-inf")
-        marks = ",".join("?" * len(MISSED_RESULTS))
-        query = f"""
-            SELECT caller, started, result, voicemail_id FROM calls AS c
-            WHERE result IN ({marks}) AND started >= ? AND NOT EXISTS (
-                SELECT 1 FROM calls AS a WHERE a.caller IS c.caller
-                AND a.result = 'answered' AND a.started > c.started)
-            ORDER BY started"""  # noqa: S608 - only placeholders are formatted in
         with self._lock:
-            rows = self._db.execute(query, (*MISSED_RESULTS, start)).fetchall()
-        return _group_missed(rows)
+            rows = self._db.execute(
+                "SELECT caller, started, result, voicemail_id FROM calls"
+                " WHERE started >= ? AND result IS NOT NULL",
+                (start,),
+            ).fetchall()
+        calls = [CallerCall(row[0] or "", _dt(row[1]), row[2], row[3]) for row in rows]
+        return callback_list(calls, since, until)
 
     def _call(self, row: tuple[Any, ...]) -> CallRecord:
         call_id = row[0]
@@ -224,24 +211,6 @@ class CallLog:
 def _step_record(row: tuple[Any, ...]) -> StepRecord:
     targets = tuple(json.loads(row[2] or "[]"))
     return StepRecord(row[0], row[1], targets, row[3], row[4], row[5])
-
-
-def _group_missed(rows: Sequence[tuple[Any, ...]]) -> list[MissedCaller]:
-    by_caller: dict[str, list[tuple[Any, ...]]] = {}
-    for row in rows:
-        by_caller.setdefault(row[0] or "", []).append(row)
-    missed = [
-        MissedCaller(
-            caller=caller,
-            attempts=len(attempts),
-            first_attempt=_dt(attempts[0][1]),
-            last_attempt=_dt(attempts[-1][1]),
-            last_result=attempts[-1][2],
-            voicemail_ids=tuple(a[3] for a in attempts if a[3]),
-        )
-        for caller, attempts in by_caller.items()
-    ]
-    return sorted(missed, key=lambda m: m.last_attempt, reverse=True)
 
 
 # Folding: one function per event kind, each a few statements of SQL.
@@ -333,57 +302,3 @@ _FOLDS = {
     "call.ended": _ended,
     "voicemail.recorded": _voicemail,
 }
-
-
-def format_table(records: Iterable[CallRecord], tz: tzinfo | None = None) -> str:
-    """Calls as a plain-text table for ``sip-failover calls``.
-
-    Args:
-        records: Calls, in the order to show them.
-        tz: Time zone for the time column; the machine's local zone if None.
-    """
-    header = ("time", "caller", "called", "route", "result", "who", "secs", "path")
-    rows = [header, *(_row(r, tz) for r in records)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _row(record: CallRecord, tz: tzinfo | None) -> tuple[str, ...]:
-    who = record.answered_by or (f"vm:{record.voicemail_id}" if record.voicemail_id else "")
-    secs = "" if record.duration is None else f"{record.duration:.0f}"
-    return (
-        record.started.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
-        record.caller or "", record.called or "", record.route or "",
-        record.result or "(live)", who, secs, _path(record),
-    )  # fmt: skip
-
-
-def _path(record: CallRecord) -> str:
-    """Each leg in order: ``target outcome code``, joined by arrows."""
-    parts = []
-    for leg in record.legs:
-        code = f" {leg.sip_code}" if leg.sip_code else ""
-        parts.append(f"{leg.target} {leg.outcome or '?'}{code}")
-    if record.voicemail_id:
-        parts.append("voicemail")
-    return " > ".join(parts)
-
-
-def format_missed(missed: Iterable[MissedCaller], tz: tzinfo | None = None) -> str:
-    """The call-back list as a plain-text table for ``sip-failover calls --missed``.
-
-    Args:
-        missed: Callers owed a call back, in the order to show them.
-        tz: Time zone for the time columns; the machine's local zone if None.
-    """
-    header = ("caller", "attempts", "last attempt", "first attempt", "last result", "voicemail")
-    rows = [header]
-    for m in missed:
-        first, last = (t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
-                       for t in (m.first_attempt, m.last_attempt))  # fmt: skip
-        rows.append((m.caller or "(anonymous)", str(m.attempts), last, first, m.last_result,
-                     " ".join(m.voicemail_ids)))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)

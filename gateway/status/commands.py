@@ -13,12 +13,16 @@ import sqlite3
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from gateway.status.calllog import CallLog, format_missed, format_table
+from gateway.status.calllog import CallLog
+from gateway.status.calls_view import call_json, format_missed, format_table, missed_json
 from gateway.status.statusfile import STATUS_FILE, NotRunningError, format_status, read_status
 
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import TextIO
+
+    from gateway.core.callback import MissedCaller
+    from gateway.status.calllog import CallRecord
 
 CALL_LOG = "calls.sqlite3"
 _AGO = re.compile(r"(\d+)\s*([mhdw])")
@@ -44,9 +48,16 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 
 def calls(  # noqa: PLR0913 - the command's options, then where to write
-    state_dir: Path, since: str | None, *, missed: bool, now: datetime, out: TextIO, err: TextIO
+    state_dir: Path,
+    since: str | None,
+    *,
+    missed: bool,
+    now: datetime,
+    out: TextIO,
+    err: TextIO,
+    as_json: bool = False,
 ) -> int:
-    """Print the call log, or with ``missed`` the call-back list.
+    """Print the call log, or with ``missed`` the call-back list; JSON lines with ``as_json``.
 
     Returns:
         The exit code: 0, 1 when there is no call log, 2 for a bad ``since``.
@@ -64,14 +75,26 @@ def calls(  # noqa: PLR0913 - the command's options, then where to write
         return 1
     try:
         if missed:
-            callers = log.missed(start)
-            print(format_missed(callers) if callers else "Nobody to call back.", file=out)
+            _print_missed(log.missed(start), as_json=as_json, out=out)
         else:
-            records = log.calls(start)
-            print(format_table(records) if records else "No calls.", file=out)
+            _print_calls(log.calls(start), as_json=as_json, out=out)
     finally:
         log.close()
     return 0
+
+
+def _print_missed(callers: list[MissedCaller], *, as_json: bool, out: TextIO) -> None:
+    if as_json:  # nothing at all when nobody is owed a call: zero lines of JSON
+        out.writelines(f"{missed_json(m)}\n" for m in callers)
+    else:
+        print(format_missed(callers) if callers else "Nobody to call back.", file=out)
+
+
+def _print_calls(records: list[CallRecord], *, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.writelines(f"{call_json(r)}\n" for r in records)
+    else:
+        print(format_table(records) if records else "No calls.", file=out)
 
 
 def status(state_dir: Path, *, as_json: bool, now: datetime, out: TextIO, err: TextIO) -> int:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from gateway.status.bus import EventBus, StatusEvent
-from gateway.status.calllog import CallLog, format_table
+from gateway.status.calllog import CallLog
+from gateway.status.calls_view import format_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

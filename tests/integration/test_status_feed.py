@@ -422,6 +422,8 @@ async def test_calls_missed_lists_whom_to_call_back(sipp: SippFactory, tmp_path:
         await logged(gateway, calls=5)
         missed = sip_failover(gateway, "calls", "--missed")
         table = sip_failover(gateway, "calls", "--since", "24h")
+        missed_json = sip_failover(gateway, "calls", "--missed", "--json")
+        calls_json = sip_failover(gateway, "calls", "--json")
     gateway.assert_clean_exit()
     assert missed.returncode == 0, missed.stderr
     rows = [line.split() for line in missed.stdout.splitlines()[1:]]
@@ -430,6 +432,11 @@ async def test_calls_missed_lists_whom_to_call_back(sipp: SippFactory, tmp_path:
     assert rows[1][-2] == "voicemail", "the message's id is not listed"
     assert table.returncode == 0, table.stderr
     assert len(table.stdout.splitlines()) == 1 + 5
+    owed = [json.loads(line) for line in missed_json.stdout.splitlines()]
+    assert [(m["caller"], m["attempts"]) for m in owed] == [(carl, 2), (bert, 1)], owed
+    logged_calls = [json.loads(line) for line in calls_json.stdout.splitlines()]
+    assert [c["caller"] for c in logged_calls] == [carl, anna, carl, bert, anna]
+    assert all(c["steps"] for c in logged_calls), "a call without its steps"
 
 
 async def logged(gateway: GatewayProcess, calls: int) -> None:

@@ -2,19 +2,22 @@
 
 jsonschema is not a dependency, so a small checker covers the subset the
 schemas use: type, enum, const, pattern, required, properties,
-additionalProperties, and the events schema's per-kind ``$defs``.
+additionalProperties, items, and the events schema's per-kind ``$defs``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from gateway.status import commands
 from gateway.status.bus import EventBus, StatusEvent
+from gateway.status.calllog import CallLog
 from gateway.status.state import StatusState
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
@@ -49,6 +52,9 @@ def errors(value: object, spec: dict, path: str = "$") -> list[str]:
         found.append(f"{path}: {value!r} does not match {spec['pattern']}")
     if isinstance(value, dict):
         found += object_errors(value, spec, path)
+    if isinstance(value, list) and "items" in spec:
+        for index, item in enumerate(value):
+            found += errors(item, spec["items"], f"{path}[{index}]")
     return found
 
 
@@ -120,3 +126,60 @@ def test_events_match_the_events_schema() -> None:
 def test_the_checker_catches_a_wrong_event() -> None:
     wrong = {"kind": "call.ended", "at": "x", "data": {"call_id": "c", "result": "maybe"}}
     assert len(event_errors(wrong)) >= 2
+
+
+def logged_calls(state_dir: Path) -> None:
+    """A failover answered by anna, and a caller who left a voicemail, in the call log."""
+    log = CallLog(state_dir / commands.CALL_LOG)
+    later = T0 + timedelta(seconds=5)
+    log.record_many([StatusEvent(kind, at, {"call_id": cid, **data}) for cid, kind, at, data in [
+        ("c1", "call.incoming", T0, {"caller": "+3211", "called": "+3225550100", "route": "main"}),
+        ("c1", "call.step", T0, {"step": 0, "kind": "ring", "targets": ["office-mobile"]}),
+        ("c1", "call.leg", T0, {"leg": 1, "target": "office-mobile", "outcome": "unassigned",
+                                "sip_code": 404, "q850": 1}),
+        ("c1", "call.failover", T0, {"outcome": "unassigned", "sip_code": 404, "q850": 1}),
+        ("c1", "call.step", T0, {"step": 1, "kind": "ring", "targets": ["anna"]}),
+        ("c1", "call.answered", later, {"target": "anna"}),
+        ("c1", "call.ended", later, {"result": "answered", "outcome": "answered",
+                                     "sip_code": 200, "q850": 16, "duration": 5.0}),
+        ("c2", "call.incoming", later, {"caller": "+3222", "called": "+3225550100"}),
+        ("c2", "voicemail.recorded", later, {"id": "vm-1"}),
+        ("c2", "call.ended", later, {"result": "voicemail", "outcome": "no_answer",
+                                     "sip_code": None, "q850": None, "duration": 40.0}),
+        ("c3", "call.incoming", later, {"caller": "+3233", "called": "+3225550100"}),
+    ]])  # fmt: skip
+    log.close()
+
+
+def calls_json(state_dir: Path, *, missed: bool) -> list[dict]:
+    out, err = io.StringIO(), io.StringIO()
+    code = commands.calls(state_dir, None, missed=missed, now=T0, out=out, err=err, as_json=True)
+    assert (code, err.getvalue()) == (0, "")
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_calls_json_lines_match_the_call_schema(tmp_path: Path) -> None:
+    logged_calls(tmp_path)
+    lines = calls_json(tmp_path, missed=False)
+    assert [c["call_id"] for c in lines] == ["c3", "c2", "c1"]  # newest first; c3 still live
+    assert [errors(c, schema("call")) for c in lines] == [[], [], []]
+    answered = lines[2]
+    assert [(s["targets"], s["outcome"]) for s in answered["steps"]] == [
+        (["office-mobile"], "unassigned"), (["anna"], "answered")]  # fmt: skip
+    assert answered["legs"][0]["sip_code"] == 404
+    assert datetime.fromisoformat(answered["started"]) == T0  # an offset, so no ambiguity
+    assert lines[0]["result"] is None
+
+
+def test_missed_json_lines_match_their_schema(tmp_path: Path) -> None:
+    logged_calls(tmp_path)
+    (line,) = calls_json(tmp_path, missed=True)
+    assert errors(line, schema("missed-caller")) == []
+    assert (line["caller"], line["attempts"], line["voicemail_ids"]) == ("+3222", 1, ["vm-1"])
+
+
+def test_the_checker_catches_a_wrong_call_line() -> None:
+    wrong = {"call_id": "c", "started": "2026-01-05 08:00", "steps": [{"step": "first"}]}
+    found = errors(wrong, schema("call"))
+    assert "$.started: '2026-01-05 08:00' does not match" in " ".join(found)
+    assert any(f.startswith("$.steps[0]") for f in found)
