@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import time
 from typing import Annotated
 
 from pydantic import (
@@ -12,9 +13,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
+from gateway.core.rules_errors import describe
 from gateway.core.rules_values import Duration, fail, one_or_list, one_or_many
 
 GreetingCheck = Callable[[str], str | None]
@@ -37,6 +40,24 @@ def _check_addresses(email: tuple[str, ...]) -> tuple[str, ...]:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
             raise fail(f"invalid e-mail address '{address}'", index)
     return email
+
+
+_HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def _local_time(value: object) -> time:
+    found = _HHMM.fullmatch(value.strip()) if isinstance(value, str) else None
+    if found is None:
+        raise fail(f'expected a time of day as "HH:MM", e.g. "18:00"; got {describe(value)}')
+    return time(int(found[1]), int(found[2]))
+
+
+LocalTime = Annotated[
+    time,
+    BeforeValidator(_local_time),
+    WithJsonSchema({"type": "string", "pattern": f"^{_HHMM.pattern}$"}),
+]
+"""A wall-clock time of day in the rules' time zone, written ``"18:00"``."""
 
 
 class VoicemailBox(Strict):
@@ -81,6 +102,11 @@ class Alerts(Strict):
         default=120.0,
         description="changes within this quiet time make one mail; a flap that ends "
         "where it began makes none",
+    )
+    digest: LocalTime | None = Field(
+        default=None,
+        description='"HH:MM" in the rules\' timezone: mail the call-back list of the day '
+        "then (none on a day nobody was missed)",
     )
 
     @field_validator("email")

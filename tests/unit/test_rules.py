@@ -295,3 +295,21 @@ def test_schema_describes_steps_and_durations() -> None:
         "version", "timezone", "country", "mode", "targets", "voicemail", "alerts", "schedules",
         "routes", "health",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(("written", "hour"), [('"18:00"', 18), ("7:05", 7), ("'00:00'", 0)])
+def test_the_digest_time_is_a_quoted_time_of_day(written: str, hour: int) -> None:
+    parsed = rules(FULL + f"alerts: {{email: [admin@example.com], digest: {written}}}\n")
+    assert parsed.alerts.digest is not None
+    assert parsed.alerts.digest.hour == hour
+    assert rules().alerts.digest is None  # no digest unless asked for
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [("1080", "got the number 1080"), ('"24:00"', "got '24:00'"), ('"18h"', "HH:MM")],
+)
+def test_a_bad_digest_time_is_refused_with_its_line(written: str, said: str) -> None:
+    (problem,) = problems(FULL + f"alerts:\n  digest: {written}\n")
+    assert problem.startswith(f"rules.yaml:{FULL.count(chr(10)) + 2}: alerts.digest: ")
+    assert said in problem
