@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from gateway import systemd
+from gateway.alert_mail import AlertMail
 from gateway.core.admission import Admission
 from gateway.core.rules import MODES, Rules, RulesError
 from gateway.health_monitor import HealthMonitor
@@ -39,13 +40,12 @@ from gateway.status.statusfile import STATUS_FILE, StatusFile
 from gateway.switchboard import Switchboard
 from gateway.voicemail.machine import AnsweringMachine
 from gateway.voicemail.mailer import Mailer
-from gateway.voicemail.spool import Spool, SpoolError, VoicemailMeta
+from gateway.voicemail.spool import Spool
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from gateway.config import Settings
-    from gateway.core.health import HealthChange
 
 # pjsua's SIP socket is read only when the loop polls it (threadCnt=0): every
 # POLL_BUSY while a call or leg is up, so a 404 waits at most that long before
@@ -99,11 +99,13 @@ class Gateway:
         )
         self.prober = Prober(self.engine, self.loop)
         self.switchboard.prober = self.prober
+        self.calllog = CallLog(settings.state_dir / "calls.sqlite3")
+        self.alert_mail = AlertMail(self.spool, self.mailer.notify, self.calllog,
+                                    lambda: self.rules, settings.state_dir)  # fmt: skip
         self.monitor = HealthMonitor(
-            self.prober, self.switchboard.health, self.notify, mail=self._mail_alert
+            self.prober, self.switchboard.health, self.notify, mail=self.alert_mail.alert
         )
         self._monitor_task: asyncio.Task[None] | None = None
-        self.calllog = CallLog(settings.state_dir / "calls.sqlite3")
         self.publisher = (
             MqttPublisher(settings.mqtt, settings.gateway_id, self.bus, self._command)
             if settings.mqtt.url
@@ -135,6 +137,7 @@ class Gateway:
                     tasks.create_task(self.mailer.run(), name="voicemail.mailer"),
                     tasks.create_task(self.calllog.run(self.bus), name="calllog"),
                     tasks.create_task(self.statusfile.run(), name="statusfile"),
+                    tasks.create_task(self.alert_mail.run_digest(), name="alerts.digest"),
                 ]
                 if self.publisher is not None:
                     services.append(tasks.create_task(self.publisher.run(), name="mqtt.publisher"))
@@ -176,21 +179,6 @@ class Gateway:
             await self.monitor.probe_once(command[6:])
         else:
             logger.warning("unknown command {}", command)
-
-    async def _mail_alert(self, change: HealthChange, text: str) -> None:
-        """Queue an alert mail to ``alerts.email`` through the voicemail spool and mailer."""
-        recipients = self.rules.alerts.email
-        if not recipients:
-            return
-        notice = self.spool.reserve("alert")
-        meta = VoicemailMeta(notice.id, "", "", change.address, change.since, 0.0, change.target,
-                             "alerts", text, recipients, kind="alert")  # fmt: skip
-        try:
-            await asyncio.to_thread(self.spool.commit_notice, meta)
-        except SpoolError as error:
-            logger.error("alert mail not queued: {}", error)
-            return
-        self.mailer.notify()
 
     def _rules_loaded(self, rules: Rules | None, error: str | None) -> None:
         """Publish which rules are in force (after a refused reload: still the old ones)."""

@@ -15,6 +15,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from gateway.core.rules_errors import describe
@@ -113,3 +114,9 @@ class Alerts(Strict):
     @classmethod
     def _addresses(cls, email: tuple[str, ...]) -> tuple[str, ...]:
         return _check_addresses(email)
+
+    @model_validator(mode="after")
+    def _digest_has_readers(self) -> Alerts:
+        if self.digest is not None and not self.email:
+            raise fail("a digest needs alerts.email: nobody would get it", "digest")
+        return self

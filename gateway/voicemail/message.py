@@ -106,6 +106,8 @@ def compose(
     """
     if meta.kind == "alert":
         return _alert(meta, sender=sender, timezone=timezone, date=date)
+    if meta.kind == "digest":
+        return _digest(meta, sender=sender, date=date)
     mail = EmailMessage()
     mail["Subject"] = subject(meta)
     mail["From"] = sender
@@ -124,20 +126,34 @@ def compose(
 def _alert(meta: VoicemailMeta, *, sender: str, timezone: ZoneInfo, date: datetime) -> EmailMessage:
     """An alert to the admins: a target's health changed (``meta.why`` says how)."""
     local = meta.started_at.astimezone(timezone)
-    mail = EmailMessage()
-    mail["Subject"] = f"sip-failover: {one_line(meta.why)}"
-    mail["From"] = sender
-    mail["To"] = ", ".join(meta.recipients)
-    mail["Date"] = format_datetime(date)
-    domain = sender.rpartition("@")[2].strip(" <>") or "sip-failover.invalid"
-    mail["Message-ID"] = f"<alert.{meta.id}@{domain}>"
+    mail = _notice(meta, sender=sender, date=date)
     mail.set_content("\n".join([
         meta.why,
         "",
         f"Target:  {meta.route} ({meta.called})",
         f"Since:   {local:%A %d %B %Y, %H:%M:%S} ({timezone.key})",
         "",
+        *([meta.details, ""] if meta.details else []),
         "The gateway found this by itself (probes and real calls); see docs/health.md.",
         "",
     ]))  # fmt: skip
+    return mail
+
+
+def _digest(meta: VoicemailMeta, *, sender: str, date: datetime) -> EmailMessage:
+    """The day's call-back list (``meta.why`` is the subject, ``meta.details`` the list)."""
+    mail = _notice(meta, sender=sender, date=date)
+    mail.set_content(f"{meta.details}\n")
+    return mail
+
+
+def _notice(meta: VoicemailMeta, *, sender: str, date: datetime) -> EmailMessage:
+    """The headers of a mail to the admins; the Message-ID says its kind and spool id."""
+    mail = EmailMessage()
+    mail["Subject"] = f"sip-failover: {one_line(meta.why)}"
+    mail["From"] = sender
+    mail["To"] = ", ".join(meta.recipients)
+    mail["Date"] = format_datetime(date)
+    domain = sender.rpartition("@")[2].strip(" <>") or "sip-failover.invalid"
+    mail["Message-ID"] = f"<{meta.kind}.{meta.id}@{domain}>"
     return mail

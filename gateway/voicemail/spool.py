@@ -70,8 +70,10 @@ class VoicemailMeta:
         box: the voicemail box.
         why: why the call ended here, e.g. "main line unassigned, backups no answer".
         recipients: addresses the message is mailed to.
-        kind: ``voicemail`` (with its WAV), or ``alert``: a notice to the admins
-            (health changes) that travels the same queue with no audio.
+        kind: ``voicemail`` (with its WAV), or a notice to the admins that
+            travels the same queue with no audio: ``alert`` (a health change)
+            or ``digest`` (the day's call-back list).
+        details: more text for a notice's body (the callers to call back).
     """
 
     id: str
@@ -84,7 +86,8 @@ class VoicemailMeta:
     box: str
     why: str
     recipients: tuple[str, ...]
-    kind: Literal["voicemail", "alert"] = "voicemail"
+    kind: Literal["voicemail", "alert", "digest"] = "voicemail"
+    details: str = ""
 
     def __post_init__(self) -> None:
         if self.started_at.tzinfo is None:
@@ -332,7 +335,7 @@ class Spool:
                 self._finish_failing(record.stem)
             return None
         audio = record.with_suffix(".wav")
-        if meta.kind == "voicemail" and not audio.exists():  # an alert has no audio by design
+        if meta.kind == "voicemail" and not audio.exists():  # a notice has no audio by design
             logger.error("voicemail {}: audio {} is missing; mailing the details", meta.id, audio)
         return SpooledMessage(meta, retry, audio)
 

@@ -170,6 +170,46 @@ def test_dead_main_line_is_skipped_until_it_recovers(
           f" over {len(skip_ms)} calls: {', '.join(f'{ms:.1f}' for ms in skip_ms)}")  # fmt: skip
 
 
+def call_from(sipp: SippFactory, gateway: GatewayProcess, cli: str, *, answered: bool) -> None:
+    """One call from ``cli``: answered (held 100 ms), or refused by the gateway."""
+    scenario = "caller_answered" if answered else "caller_refused"
+    caller = sipp(scenario, remote=gateway.address, keys={"cli": cli, "hold_ms": 100})
+    caller.start().wait().assert_success()
+
+
+def test_the_recovery_mail_lists_the_callers_who_reached_nobody(
+    sipp: SippFactory, gateway_dir: Path, mail: MailServer
+) -> None:
+    operator = sipp("phone_ring_forever", calls=None, timeout_s=90).start()
+    backup = sipp("phone_reject_reason", calls=None, timeout_s=90,
+                  keys={"code": 486, "cause": 17}).start()  # fmt: skip
+    rules = rules_text(
+        {"main": f'{{number: "{MAIN_NUMBER}"}}', "backup": f'{{uri: "sip:b@{backup.address}"}}'},
+        {"main": "{probe: call, every: 1s, down_after: 2, up_after: 1}"},
+    )
+    before, anna, bert, carl, answered = (f"+3247011{n:04d}" for n in range(5))
+    mail.start()
+    with GatewayProcess(gateway_dir, rules, proxy=operator.address, env=mail.env()) as gateway:
+        wait_for(gateway, "target.health", health_is("main", "up"), 15)
+        call_from(sipp, gateway, before, answered=False)  # missed, but before the outage
+        operator = swap(sipp, operator, "phone_reject_reason", code=404, cause=1)
+        wait_for(gateway, "target.health", health_is("main", "unassigned"), 15)
+        for cli in (anna, bert, anna, carl):  # main skipped, the backup busy: nobody
+            call_from(sipp, gateway, cli, answered=False)
+        backup = swap(sipp, backup, "phone_answer", answer_ms=50)
+        call_from(sipp, gateway, answered, answered=True)
+        operator = swap(sipp, operator, "phone_ring_forever")
+        wait_for(gateway, "health.alert", health_is("main", "up"), 20)
+        recovered = mails_to_admin(mail, 2)[1]
+    gateway.assert_clean_exit()
+    assert "is UP again" in recovered["Subject"]
+    body = recovered.get_content()
+    listed = dict(re.findall(r"^  (\+\d+) +(\d+) attempts?", body, re.MULTILINE))
+    assert listed == {anna: "2", bert: "1", carl: "1"}, body
+    assert "3 callers reached nobody while main was UNASSIGNED" in body
+    assert body.count("no voicemail (failed)") == 3, body
+
+
 def test_options_says_up_where_a_call_says_unassigned_and_phones_are_never_answered(
     sipp: SippFactory, gateway_dir: Path
 ) -> None:
