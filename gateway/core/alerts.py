@@ -208,8 +208,8 @@ def digest_subject(day: date, missed: Sequence[MissedCaller]) -> str:
 
 def digest_details(day: date, missed: Sequence[MissedCaller], schedule: DigestSchedule) -> str:
     """The digest mail's body: the call-back list of ``day``, times in its zone."""
-    start, end = schedule.window(day)
-    since = f"{local_clock(start, schedule.zone, day)} to {local_clock(end, schedule.zone, day)}"
-    head = f"Callers who reached nobody from {since} and have not got through since:"
+    start, end = (t.astimezone(schedule.zone) for t in schedule.window(day))
+    head = (f"Callers who reached nobody from {start:%a %d %b %H:%M} to {end:%a %d %b %H:%M}"
+            " and have not got through since:")  # fmt: skip
     lines = callback_lines(missed, schedule.zone, end)
     return "\n".join([head, *(f"  {line}" for line in lines), "", _CALL_BACK_HINT])

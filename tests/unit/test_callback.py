@@ -169,6 +169,7 @@ def test_the_digest_mail_lists_the_day() -> None:
     assert digest_subject(day, missed) == "1 caller to call back (Mon 02 Mar)"
     lines = digest_details(day, missed, DIGEST).splitlines()
     assert lines[0] == (
-        "Callers who reached nobody from Sun 01 Mar 18:00 to 18:00 and have not got through since:"
+        "Callers who reached nobody from Sun 01 Mar 18:00 to Mon 02 Mar 18:00"
+        " and have not got through since:"
     )
     assert lines[1] == "  +32470000011  1 attempt  09:05  no voicemail (failed)"
