@@ -1,0 +1,309 @@
+"""Special Information Tones (SIT): hearing "this number is not assigned".
+
+Operators often answer 183 and play, in early media, three rising tones and an
+announcement, then send a final response late or never. This module hears the
+tones in audio frames: samples and their time in, a ``SitTone`` out. It is
+pure (numpy only): the SIP adapter feeds it from a conference-bridge tap.
+
+Two families of SIT exist:
+
+- ITU-T E.180 / Q.35: 950, 1400 and 1800 Hz (each +-50 Hz), 330 +-70 ms each,
+  in that order, at most 30 ms apart. It carries no cause: its meaning is the
+  rules' ``sit: {itu: ...}`` (default ``unassigned``).
+- North-American (Telcordia GR-1162, ANSI T1.401): a low or high first tone
+  (913.8 / 985.2 Hz), a low or high second tone (1370.6 / 1428.5 Hz), each short
+  (274 ms) or long (380 ms), then 1776.7 Hz for 380 ms. The eight combinations
+  name the cause (``ENCODINGS``).
+
+How it listens: every 10 ms block is labelled with the SIT band (900-1000,
+1350-1450, 1750-1850 Hz) holding most of its energy, or none. The ratio is a
+Goertzel power against the block's *total* energy, so speech, music, ringback
+(425 or 440+480 Hz) and busy tones never hold a band: a pure tone does. Runs of
+one band make segments; a segment's exact frequency is measured over its whole
+length (a few Hz of resolution, so 913.8 and 985.2 Hz are far apart), and its
+purity must stay high. The third tone is taken once it has lasted
+``THIRD_TONE_S``, so even the longest code is heard within 1 s of its start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.core.causes import Outcome
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+RATE = 8000
+BLOCK = 80  # 10 ms: the time resolution of segment edges
+BANDS: tuple[tuple[float, float], ...] = ((900.0, 1000.0), (1350.0, 1450.0), (1750.0, 1850.0))
+BLOCK_RATIO = 0.5  # share of a block's energy at one band frequency to label the block
+SEGMENT_PURITY = 0.6  # share of a whole segment's energy at its measured frequency
+SILENCE_RMS = 40.0  # below this a block is silence (about -58 dBov)
+MAX_GAP_S = 0.05  # E.180 allows 30 ms between tones; a block of slack on each side
+THIRD_TONE_S = 0.16  # the third tone is taken after this much of it
+MAX_SEGMENT_S = 0.45  # longer than any SIT segment (400 ms ITU, 380 ms Telcordia)
+
+SHORT_MS, LONG_MS = 274.0, 380.0
+TELCORDIA_SLACK_MS = 35.0  # +-5 % at the source, and 10 ms blocks at each edge
+TELCORDIA_FREQ_TOLERANCE = 0.006  # +-0.2 % at the source, plus our 2 Hz steps
+ITU_MS = (245.0, 415.0)  # 330 +-70 ms, with the same edge slack
+_FIRST = {913.8: "low", 985.2: "high"}
+_SECOND = {1370.6: "low", 1428.5: "high"}
+THIRD_HZ = 1776.7
+
+
+class SitCode(StrEnum):
+    """What a SIT says, in the names of GR-1162."""
+
+    INTERCEPT = "intercept"  # IC: vacant number, changed number
+    VACANT_CODE = "vacant-code"  # VC: unassigned prefix
+    NO_CIRCUIT = "no-circuit"  # NC: no trunk (inter-LATA)
+    NO_CIRCUIT_LOCAL = "no-circuit-local"  # NC': no trunk (intra-LATA)
+    REORDER = "reorder"  # RO: equipment blockage (inter-LATA)
+    REORDER_LOCAL = "reorder-local"  # RO': equipment blockage (intra-LATA)
+    INEFFECTIVE_OTHER = "ineffective-other"  # IO: another failure
+    RESERVED = "reserved"  # for future use
+    ITU = "itu"  # E.180: no cause carried
+
+
+# (first tone Hz, its length ms, second tone Hz, its length ms) -> code; the
+# third tone is always 1776.7 Hz, 380 ms. GR-1162 / T1.401, as tabulated in
+# the Telecom Digest (1990) and a 1983 central-office announcer manual.
+ENCODINGS: dict[tuple[float, float, float, float], SitCode] = {
+    (913.8, SHORT_MS, 1370.6, SHORT_MS): SitCode.INTERCEPT,
+    (985.2, LONG_MS, 1370.6, SHORT_MS): SitCode.VACANT_CODE,
+    (985.2, LONG_MS, 1428.5, LONG_MS): SitCode.NO_CIRCUIT,
+    (913.8, LONG_MS, 1370.6, LONG_MS): SitCode.NO_CIRCUIT_LOCAL,
+    (985.2, SHORT_MS, 1370.6, LONG_MS): SitCode.REORDER,
+    (913.8, SHORT_MS, 1428.5, LONG_MS): SitCode.REORDER_LOCAL,
+    (913.8, LONG_MS, 1428.5, SHORT_MS): SitCode.INEFFECTIVE_OTHER,
+    (985.2, SHORT_MS, 1428.5, SHORT_MS): SitCode.RESERVED,
+}
+
+_OUTCOMES: dict[SitCode, Outcome] = {
+    SitCode.INTERCEPT: Outcome.UNASSIGNED,
+    SitCode.VACANT_CODE: Outcome.UNASSIGNED,
+    SitCode.NO_CIRCUIT: Outcome.UNREACHABLE,
+    SitCode.NO_CIRCUIT_LOCAL: Outcome.UNREACHABLE,
+    SitCode.REORDER: Outcome.UNREACHABLE,
+    SitCode.REORDER_LOCAL: Outcome.UNREACHABLE,
+    SitCode.INEFFECTIVE_OTHER: Outcome.FAILED,
+    SitCode.RESERVED: Outcome.FAILED,
+}
+
+
+def outcome_of(code: SitCode, itu: Outcome = Outcome.UNASSIGNED) -> Outcome:
+    """The leg's outcome for a heard SIT; ``itu`` is what the rules make of E.180's."""
+    return itu if code is SitCode.ITU else _OUTCOMES[code]
+
+
+@dataclass(frozen=True, slots=True)
+class SitTone:
+    """A SIT heard: its code and what was measured.
+
+    Times are those of the stream fed to the detector (seconds); the third
+    tone's length is how much of it was heard when the decision was made.
+    """
+
+    code: SitCode
+    frequencies: tuple[float, float, float]
+    durations_ms: tuple[int, int, int]
+    started: float  # the first tone's first block
+    decided: float  # the end of the block that completed the pattern
+
+    def pattern(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """Frequencies (Hz) and lengths (ms): the code's nominal ones, else as heard."""
+        for (f1, d1, f2, d2), code in ENCODINGS.items():
+            if code is self.code:
+                return (f1, f2, THIRD_HZ), (d1, d2, LONG_MS)
+        return self.frequencies, (*self.durations_ms[:2], float(self.durations_ms[2]))
+
+    def describe(self, since: float = 0.0) -> str:
+        """E.g. ``SIT vacant-code 985.2/1370.6/1776.7 Hz 380/274/380 ms at +0.82 s``.
+
+        Args:
+            since: the stream time to count from (e.g. when the early media began).
+        """
+        freqs, lengths = self.pattern()
+        hz = "/".join(f"{f:.1f}" for f in freqs)
+        ms = "/".join(f"{d:.0f}" for d in lengths)
+        return f"SIT {self.code} {hz} Hz {ms} ms at +{self.decided - since:.2f} s"
+
+
+@dataclass
+class _Segment:
+    band: int
+    start: float
+    end: float
+    samples: list[npt.NDArray[np.float64]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def _bank(n: int) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.intp]]:
+    """DFT rows at 25 Hz steps across each band (the Goertzel bins, as a matrix)."""
+    freqs = [f for lo, hi in BANDS for f in np.arange(lo, hi + 1.0, 25.0)]
+    bands = np.array([i for i, (lo, hi) in enumerate(BANDS) for f in freqs if lo <= f <= hi])
+    t = np.arange(n) / RATE
+    return np.exp(-2j * np.pi * np.outer(freqs, t)), bands
+
+
+_ROWS, _ROW_BAND = _bank(BLOCK)
+
+
+Floats: TypeAlias = npt.NDArray[np.float64]
+
+
+def _power_ratio(x: npt.NDArray[np.float64], rows: npt.NDArray[np.complex128]) -> Floats:
+    """Each row's tone power as a share of the total energy (1.0: a pure tone there)."""
+    energy = float(np.dot(x, x))
+    if energy <= 0.0:
+        return np.zeros(len(rows))
+    return np.asarray(2.0 * np.abs(rows @ x) ** 2 / (len(x) * energy), dtype=np.float64)
+
+
+def measure_tone(x: npt.NDArray[np.float64], band: int) -> tuple[float, float]:
+    """The strongest frequency of a segment within a band (2 Hz steps), and its purity."""
+    lo, hi = BANDS[band]
+    freqs = np.arange(lo - 20.0, hi + 20.0, 2.0)
+    rows = np.exp(-2j * np.pi * np.outer(freqs, np.arange(len(x)) / RATE))
+    ratios = _power_ratio(x, rows)
+    best = int(np.argmax(ratios))
+    return float(freqs[best]), float(ratios[best])
+
+
+class SitDetector:
+    """Listens to one leg's audio until it hears a SIT (then stays quiet).
+
+    Feed it frames in order with the time of their first sample; any frame
+    length works (pjmedia gives 160 samples every 20 ms).
+    """
+
+    def __init__(self) -> None:
+        self._pending = np.zeros(0)
+        self._pending_at = 0.0
+        self._segments: list[_Segment] = []
+        self._run: _Segment | None = None
+        self.heard: SitTone | None = None
+
+    def feed(self, samples: npt.ArrayLike, at: float) -> SitTone | None:
+        """Take one frame of 16-bit samples at 8 kHz starting at ``at`` seconds.
+
+        Returns:
+            The SIT, the first time the whole pattern has been heard; else None.
+        """
+        if self.heard is not None:
+            return None
+        x = np.asarray(samples, dtype=np.float64)
+        if len(self._pending) == 0:
+            self._pending_at = at
+        self._pending = np.concatenate((self._pending, x))
+        while len(self._pending) >= BLOCK and self.heard is None:
+            block, self._pending = self._pending[:BLOCK], self._pending[BLOCK:]
+            start = self._pending_at
+            self._pending_at += BLOCK / RATE
+            self.heard = self._block(block, start)
+        return self.heard
+
+    def _block(self, block: npt.NDArray[np.float64], start: float) -> SitTone | None:
+        band = _label(block)
+        end = start + BLOCK / RATE
+        run = self._run
+        if run is not None and band == run.band and end - run.start <= MAX_SEGMENT_S:
+            run.end = end
+            run.samples.append(block)
+            return self._third_tone_heard()
+        if run is not None and band is None and start - run.end < MAX_GAP_S:
+            return None  # a short gap: the tone may go on, or the next one start
+        self._close_run()
+        if band is not None:
+            self._run = _Segment(band, start, end, [block])
+        return None
+
+    def _close_run(self) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        long_enough = ITU_MS[0] <= run.seconds * 1000 <= ITU_MS[1]
+        in_turn = run.band == len(self._segments) and (
+            not self._segments or run.start - self._segments[-1].end <= MAX_GAP_S
+        )
+        self._segments = [*self._segments, run] if long_enough and in_turn and run.band < 2 else []
+        if long_enough and not in_turn and run.band == 0:
+            self._segments = [run]  # a new first tone
+
+    def _third_tone_heard(self) -> SitTone | None:
+        run = self._run
+        if run is None or run.band != 2 or len(self._segments) != 2:
+            return None
+        if run.seconds < THIRD_TONE_S or run.start - self._segments[-1].end > MAX_GAP_S:
+            return None
+        tone = _classify([*self._segments, run])
+        if tone is None:
+            self._segments = []
+        return tone
+
+
+def _label(block: npt.NDArray[np.float64]) -> int | None:
+    """The SIT band holding at least BLOCK_RATIO of this block's energy, if any."""
+    if float(np.sqrt(np.mean(block * block))) < SILENCE_RMS:
+        return None
+    ratios = _power_ratio(block, _ROWS)
+    best = int(np.argmax(ratios))
+    return int(_ROW_BAND[best]) if ratios[best] >= BLOCK_RATIO else None
+
+
+def _classify(segments: Sequence[_Segment]) -> SitTone | None:
+    """The code of three in-order segments, or None when they are not a SIT."""
+    measured = [measure_tone(np.concatenate(s.samples), s.band) for s in segments]
+    if any(purity < SEGMENT_PURITY for _f, purity in measured):
+        return None
+    freqs = (measured[0][0], measured[1][0], measured[2][0])
+    durations = (round(segments[0].seconds * 1000), round(segments[1].seconds * 1000),
+                 round(segments[2].seconds * 1000))  # fmt: skip
+    code = _telcordia(freqs, durations) or _itu(freqs, durations)
+    if code is None:
+        return None
+    return SitTone(code, freqs, durations, segments[0].start, segments[2].end)
+
+
+def _nearest(value: float, table: dict[float, str], tolerance: float) -> float | None:
+    for nominal in table:
+        if abs(value - nominal) <= nominal * tolerance:
+            return nominal
+    return None
+
+
+def _length(ms: int) -> float | None:
+    for nominal in (SHORT_MS, LONG_MS):
+        if abs(ms - nominal) <= TELCORDIA_SLACK_MS:
+            return nominal
+    return None
+
+
+Hz3 = tuple[float, float, float]
+Ms3 = tuple[int, int, int]
+
+
+def _telcordia(freqs: Hz3, durations: Ms3) -> SitCode | None:
+    first = _nearest(freqs[0], _FIRST, TELCORDIA_FREQ_TOLERANCE)
+    second = _nearest(freqs[1], _SECOND, TELCORDIA_FREQ_TOLERANCE)
+    third_ok = abs(freqs[2] - THIRD_HZ) <= THIRD_HZ * TELCORDIA_FREQ_TOLERANCE
+    d1, d2 = _length(durations[0]), _length(durations[1])
+    if first is None or second is None or d1 is None or d2 is None or not third_ok:
+        return None
+    return ENCODINGS.get((first, d1, second, d2))
+
+
+def _itu(freqs: Hz3, durations: Ms3) -> SitCode | None:
+    in_bands = all(lo <= f <= hi for f, (lo, hi) in zip(freqs, BANDS, strict=True))
+    in_time = all(ITU_MS[0] <= d <= ITU_MS[1] for d in durations[:2])
+    return SitCode.ITU if in_bands and in_time else None

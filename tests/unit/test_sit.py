@@ -1,0 +1,140 @@
+"""The SIT detector, in memory, on generated audio through G.711 (as a leg hears it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway import tones
+from gateway.core.causes import Outcome
+from gateway.core.sit import SitCode, SitDetector, SitTone, outcome_of
+
+LEAD_S = 0.3  # ringback-like silence before the operator's tones
+TELCORDIA = [code for code in SitCode if code is not SitCode.ITU]
+
+
+def listen(audio: np.ndarray, frame: int = 160, lead: float = LEAD_S) -> SitTone | None:
+    """Feed audio as a leg would: mu-law coded, in frames with their time."""
+    line = np.concatenate((tones.silence(lead), audio, tones.silence(0.5)))
+    line = tones.from_ulaw(tones.ulaw(line))
+    detector = SitDetector()
+    for start in range(0, len(line) - frame + 1, frame):
+        heard = detector.feed(line[start : start + frame], start / tones.RATE)
+        if heard is not None:
+            return heard
+    return None
+
+
+@pytest.mark.parametrize("code", TELCORDIA)
+def test_each_telcordia_code_is_heard_within_a_second(code: SitCode) -> None:
+    heard = listen(tones.announcement(tones.telcordia(code)))
+    assert heard is not None
+    assert heard.code is code
+    assert heard.started == pytest.approx(LEAD_S, abs=0.011)
+    assert heard.decided - LEAD_S <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (SitCode.INTERCEPT, Outcome.UNASSIGNED),
+        (SitCode.VACANT_CODE, Outcome.UNASSIGNED),
+        (SitCode.NO_CIRCUIT, Outcome.UNREACHABLE),
+        (SitCode.NO_CIRCUIT_LOCAL, Outcome.UNREACHABLE),
+        (SitCode.REORDER, Outcome.UNREACHABLE),
+        (SitCode.REORDER_LOCAL, Outcome.UNREACHABLE),
+        (SitCode.INEFFECTIVE_OTHER, Outcome.FAILED),
+    ],
+)
+def test_telcordia_codes_carry_their_cause(code: SitCode, outcome: Outcome) -> None:
+    assert outcome_of(code) is outcome
+    assert outcome_of(code, itu=Outcome.NO_ANSWER) is outcome  # the ITU setting is not theirs
+
+
+def test_itu_sit_means_what_the_rules_say() -> None:
+    heard = listen(tones.announcement(tones.sit(tones.ITU_SIT)))
+    assert heard is not None
+    assert heard.code is SitCode.ITU
+    assert heard.decided - LEAD_S <= 1.0
+    assert outcome_of(heard.code) is Outcome.UNASSIGNED
+    assert outcome_of(heard.code, itu=Outcome.UNREACHABLE) is Outcome.UNREACHABLE
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        ((905.0, 270.0), (1355.0, 270.0), (1755.0, 270.0)),  # low edges
+        ((990.0, 390.0), (1440.0, 390.0), (1840.0, 390.0)),  # high edges
+        ((950.0, 300.0), (1400.0, 360.0), (1800.0, 330.0)),
+    ],
+)
+def test_itu_tolerances_with_gaps(segments: tuple[tuple[float, float], ...]) -> None:
+    heard = listen(tones.sit(segments, gap_ms=30.0))
+    assert heard is not None
+    assert heard.code is SitCode.ITU
+
+
+def test_pattern_is_described_with_its_time() -> None:
+    heard = listen(tones.telcordia(SitCode.VACANT_CODE))
+    assert heard is not None
+    text = heard.describe(since=LEAD_S)
+    assert text.startswith("SIT vacant-code 985.2/1370.6/1776.7 Hz 380/274/380 ms at +0.")
+
+
+@pytest.mark.parametrize("frame", [80, 160, 161, 240, 320])
+def test_any_frame_length(frame: int) -> None:
+    heard = listen(tones.telcordia(SitCode.INTERCEPT), frame=frame)
+    assert heard is not None
+    assert heard.code is SitCode.INTERCEPT
+
+
+def test_heard_after_an_announcement_already_began_and_through_noise() -> None:
+    rng = np.random.default_rng(5)
+    before = np.concatenate((tones.ringback_eu(3.0), tones.voice(2.0, seed=9)))
+    audio = np.concatenate((before, tones.telcordia(SitCode.NO_CIRCUIT), tones.voice(2.0)))
+    noisy = np.clip(audio + rng.normal(0, 150, len(audio)), -32768, 32767).astype(np.int16)
+    heard = listen(noisy)
+    assert heard is not None
+    assert heard.code is SitCode.NO_CIRCUIT
+    assert heard.started == pytest.approx(LEAD_S + 5.0, abs=0.011)
+
+
+def test_only_once() -> None:
+    detector = SitDetector()
+    audio = np.concatenate([tones.telcordia(SitCode.INTERCEPT), tones.silence(0.5)] * 2)
+    verdicts = [detector.feed(audio[i : i + 160], i / 8000) for i in range(0, len(audio), 160)]
+    assert len([v for v in verdicts if v is not None]) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "audio"),
+    [
+        ("reversed order", tones.sit(((1800.0, 330.0), (1400.0, 330.0), (950.0, 330.0)))),
+        ("two tones only", tones.sit(((950.0, 330.0), (1400.0, 330.0)))),
+        ("too short", tones.sit(((950.0, 150.0), (1400.0, 150.0), (1800.0, 150.0)))),
+        ("too long", tones.sit(((950.0, 600.0), (1400.0, 600.0), (1800.0, 600.0)))),
+        ("too far apart", tones.sit(tones.ITU_SIT, gap_ms=200.0)),
+        ("out of band", tones.sit(((850.0, 330.0), (1300.0, 330.0), (1700.0, 330.0)))),
+        ("chords", tones.sit(((950.0, 330.0), (1400.0, 330.0), (1800.0, 330.0)), 0.0)
+         + tones.tone((600.0,), 0.99)),  # fmt: skip
+    ],
+)
+def test_near_misses_are_not_sit(name: str, audio: np.ndarray) -> None:
+    assert listen(audio) is None, name
+
+
+def test_ten_minutes_of_other_audio_never_match() -> None:
+    """Speech, music and the call-progress tones a leg plays: 10.5 minutes."""
+    samples = [
+        tones.voice(180.0, seed=11),
+        tones.music(150.0, seed=12),
+        tones.ringback_eu(90.0),
+        tones.busy_eu(60.0),
+        tones.cadence((440.0, 480.0), 2.0, 4.0, 60.0),  # North-American ringback
+        tones.cadence((480.0, 620.0), 0.25, 0.25, 30.0),  # North-American reorder
+        tones.tone((950.0,), 30.0),  # one long tone in a SIT band
+        tones.cadence((1400.0,), 0.33, 0.33, 30.0),  # a SIT frequency, alone, repeated
+    ]
+    for audio in samples:
+        assert listen(audio, lead=0.0) is None
+    assert sum(len(a) for a in samples) / tones.RATE >= 600
