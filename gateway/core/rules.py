@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from ruamel.yaml.comments import CommentedMap
 
-from gateway.core.causes import FAILURES
+from gateway.core.causes import FAILURES, Outcome
 from gateway.core.rules_errors import (
     Problem,
     RulesError,
@@ -96,6 +96,7 @@ __all__ = [
     "Route",
     "Rules",
     "RulesError",
+    "SitMeaning",
     "Step",
     "Target",
     "UriTarget",
@@ -328,6 +329,16 @@ class Route(_Strict):
         return steps
 
 
+class SitMeaning(_Strict):
+    """What a Special Information Tone heard on a leg means (gateway/core/sit.py)."""
+
+    itu: FailoverOutcome = Field(
+        default=Outcome.UNASSIGNED,
+        description="the outcome of an ITU-T E.180 SIT (950/1400/1800 Hz), which carries no "
+        "cause; the North-American codes carry their own",
+    )
+
+
 class Rules(_Strict):
     """A whole, checked rules file."""
 
@@ -348,6 +359,9 @@ class Rules(_Strict):
     schedules: dict[Name, WeeklyHours] = Field(default_factory=dict)
     routes: Annotated[tuple[Route, ...], Field(min_length=1)]
     health: dict[HealthKey, HealthWatch] = Field(default_factory=dict)
+    sit: SitMeaning = Field(
+        default_factory=SitMeaning, description="what tones heard in early media mean"
+    )
     _override: Mode | None = PrivateAttr(default=None)
 
     @field_validator("routes")

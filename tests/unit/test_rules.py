@@ -293,7 +293,7 @@ def test_schema_describes_steps_and_durations() -> None:
     assert "answered" not in step["failover_on"]["items"]["enum"]
     assert set(schema["properties"]) == {
         "version", "timezone", "country", "mode", "targets", "voicemail", "alerts", "schedules",
-        "routes", "health",
+        "routes", "health", "sit",
     }  # fmt: skip
 
 
@@ -313,3 +313,15 @@ def test_a_bad_digest_time_is_refused_with_its_line(written: str, said: str) -> 
     (problem,) = problems(FULL + f"alerts:\n  digest: {written}\n")
     assert problem.startswith(f"rules.yaml:{FULL.count(chr(10)) + 2}: alerts.digest: ")
     assert said in problem
+
+
+def test_sit_meaning_defaults_to_unassigned_and_can_be_set() -> None:
+    assert rules(MINIMAL).sit.itu is Outcome.UNASSIGNED
+    assert rules(MINIMAL + "sit: {itu: unreachable}\n").sit.itu is Outcome.UNREACHABLE
+
+
+def test_sit_meaning_is_checked_with_its_line() -> None:
+    (problem,) = problems(MINIMAL + "sit:\n  itu: answered\n")
+    assert problem.startswith("rules.yaml:9: sit.itu:"), problem
+    (problem,) = problems(MINIMAL + "sit: {north_american: busy}\n")
+    assert problem.startswith("rules.yaml:8: sit"), problem
