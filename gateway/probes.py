@@ -7,7 +7,9 @@
   progresses (183 without SDP), so the phone barely rings. A 183 *with* SDP
   may be an operator's "this number is not assigned" announcement, with the
   404 coming only after it: the probe listens for up to
-  ``early_media_timeout`` before it takes the 183 as "it rings".
+  ``early_media_timeout`` before it takes the 183 as "it rings". If it hears
+  Special Information Tones meanwhile (gateway/sip/tap.py), the number is
+  ``unassigned`` (or what the tones' code says) at once.
 
 Both give ``gateway.core.health.Evidence``; the health board judges it.
 A call probe takes a call leg, so it runs only when enough legs are free
@@ -27,7 +29,9 @@ from loguru import logger
 from gateway.core.causes import Outcome
 from gateway.core.events import LegAnswered, LegEnded, LegFailed, LegProgress
 from gateway.core.health import Evidence, ProbeResult, Source
+from gateway.core.sit import outcome_of
 from gateway.sip.engine import CALL_LEGS
+from gateway.sip.tap import SitSignal
 
 if TYPE_CHECKING:
     from gateway.core.plan import Dial
@@ -61,9 +65,12 @@ class Prober:
     def owns(self, leg: str) -> bool:
         return leg in self._legs
 
-    def on_leg(self, sig: LegSignal) -> None:
+    def on_leg(self, sig: LegSignal | SitSignal) -> None:
         probe = self._legs.get(sig.leg)
         if probe is None:
+            return
+        if isinstance(sig, SitSignal):
+            self._heard_sit(probe, sig)
             return
         event = sig.event
         if isinstance(event, LegFailed | LegEnded):
@@ -92,6 +99,13 @@ class Prober:
             probe.rang = True
             probe.timer = self.loop.call_later(probe.early_media_timeout,
                                                self._announcement_over, leg, probe)  # fmt: skip
+
+    def _heard_sit(self, probe: _ProbeLeg, sig: SitSignal) -> None:
+        if probe.future.done():
+            return
+        logger.info("call probe {}: {}", sig.leg, sig.tone.describe())
+        self.engine.stop_leg(sig.leg)
+        self._resolve(probe, outcome_of(sig.tone.code), None)
 
     def _announcement_over(self, leg: str, probe: _ProbeLeg) -> None:
         if not probe.future.done():

@@ -20,6 +20,7 @@ from gateway.core.causes import Outcome
 from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed, VoicemailEnded
 from gateway.core.plan import Plan, VoicemailPlan, plan_call
 from gateway.core.session import CallInfo, CallSession, CallState
+from gateway.core.sit import outcome_of
 from gateway.sip.engine import (
     CALL_LEGS,
     IncomingSignal,
@@ -28,6 +29,7 @@ from gateway.sip.engine import (
     SipEngine,
 )
 from gateway.sip.legs import CallerSignal, LegSignal, MediaChanged
+from gateway.sip.tap import SitSignal
 from gateway.voicemail.machine import AnsweringMachine, VoicemailCall
 
 if TYPE_CHECKING:
@@ -112,10 +114,12 @@ class Switchboard:
             if isinstance(signal, OptionsSignal):
                 self.prober.on_options(signal)
                 return
-            if isinstance(signal, LegSignal) and self.prober.owns(signal.leg):
+            if isinstance(signal, LegSignal | SitSignal) and self.prober.owns(signal.leg):
                 self.prober.on_leg(signal)
                 return
-        if isinstance(signal, LegSignal):
+        if isinstance(signal, SitSignal):
+            self._on_sit(signal)
+        elif isinstance(signal, LegSignal):
             self._on_leg(signal)
         elif isinstance(signal, CallerSignal):
             self._on_caller(signal)
@@ -183,6 +187,16 @@ class Switchboard:
         if call_id is None or call_id not in self._calls:
             return
         self._feed(call_id, sig.event)
+
+    def _on_sit(self, sig: SitSignal) -> None:
+        """Tones said how the leg ends: an ordinary leg failure, and CANCEL (or BYE)."""
+        call = self._calls.get(self._leg_owner.get(sig.leg, ""))
+        itu = call.rules.sit.itu if call is not None and call.rules is not None else None
+        outcome = outcome_of(sig.tone.code, itu) if itu else outcome_of(sig.tone.code)
+        note = sig.tone.describe()
+        logger.info("leg {}: {}: {}", sig.leg, note, outcome)
+        self.engine.stop_leg(sig.leg)
+        self._on_leg(LegSignal(sig.leg, LegFailed(sig.leg, outcome, None, None, note)))
 
     def _on_caller(self, sig: CallerSignal) -> None:
         call = self._calls.get(sig.call_id)

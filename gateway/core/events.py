@@ -33,6 +33,7 @@ class LegFailed:
     outcome: Outcome
     sip_code: int | None = None
     q850: int | None = None
+    note: str | None = None  # how it was known without a final response, e.g. the SIT heard
 
 
 @dataclass(frozen=True, slots=True)

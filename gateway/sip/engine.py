@@ -41,6 +41,7 @@ from gateway.sip.legs import (
 from gateway.sip.limits import CALL_LEGS, MAX_LEGS
 from gateway.sip.media import CallMedia
 from gateway.sip.transports import ANY_HOST, create_transports
+from gateway.sip.tap import LegTaps
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -195,6 +196,7 @@ class SipEngine:
         self._direct: DirectAccount | None = None
         self._log_writer = _LogWriter()
         self.media = CallMedia(self.registry)
+        self.taps = LegTaps(self.registry)
         self.listen: str = ""
         trunk = settings.trunk
         self._policy = Policy(trunk.present, trunk.assert_identity, trunk.redirect_header)
@@ -227,7 +229,9 @@ class SipEngine:
         """Let pjsua do its work (no wait) and return what happened."""
         assert self._ep is not None
         self._ep.libHandleEvents(0)
-        return self.registry.drain()
+        signals = self.registry.drain()
+        self.taps.follow(signals)
+        return signals
 
     def destroy(self) -> None:
         """Tear down pjsua; every leg must be gone (see ``hang_up_all``)."""
@@ -236,6 +240,7 @@ class SipEngine:
         # Players and recorders must leave the conference bridge before pjsua
         # goes: destroying it under a live recorder trips a pjmedia assert.
         self.media.release_all()
+        self.taps.release_all()
         # The accounts stay until pjsua is gone. A request sent through one
         # (an OPTIONS probe) lives on in pjsip until answered or timer F (32 s);
         # its end is reported through the account that sent it, and pjsua2

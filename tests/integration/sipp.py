@@ -64,6 +64,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "pai_re": r"^[ \t]*<sip:\+32470999999@",
     "redirect_header": "Diversion",
     "redirect_re": r"^[ \t]*<sip:\+3225550100@[^>]*>;reason=unconditional;counter=1",
+    "pcap": str(G711A_PCAP),
 }
 
 _handed_out: set[int] = set()
@@ -179,6 +180,7 @@ _STATUS_KEY = re.compile(r"^(\s*SIP/2\.0 )\[(\w+)\]", re.MULTILINE)
 _EREG = re.compile(r"<ereg\b[^>]*>")
 _KEY = re.compile(r"\[(\w+)\]")
 _OWN_CONTACT = "[local_ip]:[local_port];transport=[transport]"
+_PCAP_KEY = re.compile(r'(play_pcap_audio=")\[(\w+)\]"')
 
 
 def _counter(screen: str, name: str) -> int:
@@ -336,8 +338,9 @@ class Sipp:
         ``SIP/2.0 [code] ...`` is refused ("Response codes must be in the
         range of 100-700"): such keys are substituted here instead. So are
         keys in ``<ereg>`` attributes (SIPp reads those literally; a test
-        passes the regular expression a header must match), and the
-        ``advertise`` address in Contact headers.
+        passes the regular expression a header must match), the
+        ``advertise`` address in Contact headers, and a pcap named by a key
+        (SIPp opens the file at load).
         """
         text = (SCENARIOS / f"{self.scenario}.xml").read_text(encoding="iso-8859-1")
         keys = self._keys()
@@ -345,6 +348,8 @@ class Sipp:
         rendered = _EREG.sub(lambda m: _KEY.sub(lambda k: _attr(keys, k), m.group(0)), rendered)
         if self.advertise is not None:
             rendered = rendered.replace(_OWN_CONTACT, self.advertise)
+        # Nor are keys read in <exec play_pcap_audio="...">: the file is opened at load.
+        rendered = _PCAP_KEY.sub(lambda m: m.group(1) + keys[m.group(2)] + '"', rendered)
         if rendered == text:
             return SCENARIOS / f"{self.scenario}.xml"
         path = Path(f"{self._stem}.xml")

@@ -1,0 +1,54 @@
+"""CPU cost of listening to one leg for SIT: the detector, and the frame copy.
+
+Run: ``python benchmarks/sit_cpu.py [seconds]``. Feeds generated audio (speech,
+then an announcement with SIT) to the detector in 20 ms frames and reports
+the process CPU time per frame; then copies as many frames out of a pjsua2
+``ByteVector`` the way the tap does (pjmedia hands each frame as one).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pjsua2 as pj
+
+from gateway import tones
+from gateway.core.sit import SitCode, SitDetector
+
+FRAME = 160
+
+
+def detector_ms_per_frame(seconds: float) -> tuple[float, int]:
+    audio = np.concatenate((tones.voice(seconds, seed=3), tones.announcement(
+        tones.telcordia(SitCode.NO_CIRCUIT))))  # fmt: skip
+    frames = [audio[i : i + FRAME] for i in range(0, len(audio) - FRAME + 1, FRAME)]
+    detector = SitDetector()
+    started = time.process_time()
+    for n, frame in enumerate(frames):
+        detector.feed(frame, n * 0.02)
+    return (time.process_time() - started) * 1000 / len(frames), len(frames)
+
+
+def copy_ms_per_frame(count: int) -> float:
+    buf = pj.ByteVector(bytes(2 * FRAME))
+    started = time.process_time()
+    for _ in range(count):
+        np.fromiter(buf, dtype=np.uint8, count=2 * FRAME).view("<i2")
+    return (time.process_time() - started) * 1000 / count
+
+
+def main() -> None:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
+    detect, frames = detector_ms_per_frame(seconds)
+    copy = copy_ms_per_frame(frames)
+    total = detect + copy
+    print(f"{frames} frames of 20 ms")
+    print(f"detector   {detect:.3f} ms/frame")
+    print(f"frame copy {copy:.3f} ms/frame")
+    print(f"per tapped leg: {total:.3f} ms CPU per 20 ms = {total / 20 * 100:.1f} % of one core")
+
+
+if __name__ == "__main__":
+    main()

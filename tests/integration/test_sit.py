@@ -1,0 +1,121 @@
+"""Operators that answer 183 and play tones: the gateway hears SIT and fails over.
+
+Each operator is SIPp playing PCMU RTP from a pcap generated here from
+synthetic audio (gateway/tones.py): SIT + announcement for each code, and
+ringback, busy, speech and music that must never be taken for SIT.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+from gateway_process import GatewayProcess
+from pcap import write_rtp_pcap
+from sipp import RtpSink
+
+from gateway import tones
+from gateway.core.sit import SitCode
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import SippFactory
+    from sipp import Sipp
+
+pytestmark = pytest.mark.integration
+CALLED = "+3225550100"
+LEAD_S = 0.3  # silence before the operator's tones
+SILENCE_RMS = 50
+_HEARD = re.compile(r"leg \S+: SIT (\S+) .* at \+(\d+\.\d+) s: (\w+)")
+_EXPECTED = {
+    SitCode.INTERCEPT: "unassigned",
+    SitCode.VACANT_CODE: "unassigned",
+    SitCode.NO_CIRCUIT: "unreachable",
+    SitCode.NO_CIRCUIT_LOCAL: "unreachable",
+    SitCode.REORDER: "unreachable",
+    SitCode.REORDER_LOCAL: "unreachable",
+    SitCode.INEFFECTIVE_OTHER: "failed",
+    SitCode.RESERVED: "failed",
+    SitCode.ITU: "unassigned",
+}
+
+
+def rules(operator: Sipp, backup: Sipp, early: str = "8s") -> str:
+    return (
+        "version: 1\ntargets:\n"
+        f'  main: {{uri: "sip:main@{operator.address}"}}\n'
+        f'  backup: {{uri: "sip:backup@{backup.address}"}}\n'
+        "routes:\n  - name: main-line\n"
+        f'    match: {{to: "{CALLED}"}}\n    steps:\n'
+        f"      - ring: main\n        timeout: 15s\n        early_media_timeout: {early}\n"
+        "        failover_on: [unassigned, unreachable, failed, no_answer]\n"
+        "      - ring: backup\n        timeout: 5s\n"
+    )
+
+
+def pcap_of(folder: Path, name: str, audio: np.ndarray) -> Path:
+    path = folder / f"{name}.pcap"
+    write_rtp_pcap(path, np.concatenate((tones.silence(LEAD_S), audio)))
+    return path
+
+
+def sit_audio(code: SitCode) -> np.ndarray:
+    pattern = tones.sit(tones.ITU_SIT) if code is SitCode.ITU else tones.telcordia(code)
+    return tones.announcement(pattern, seconds=6.0)
+
+
+def call_through(sipp: SippFactory, gateway: GatewayProcess) -> float:
+    """A caller's call that the backup answers; returns the loudness the caller heard."""
+    caller = sipp("caller_answered", remote=gateway.address, keys={"hold_ms": 500})
+    with RtpSink(caller.rx_port) as sink:
+        called = caller.start().wait()
+        sink.drain()
+    called.assert_success()
+    return sink.rms()
+
+
+@pytest.mark.parametrize("code", list(SitCode))
+def test_sit_in_early_media_cancels_the_leg_and_the_caller_reaches_the_backup(
+    code: SitCode, sipp: SippFactory, gateway_dir: Path, tmp_path: Path
+) -> None:
+    pcap = pcap_of(tmp_path, code.value, sit_audio(code))
+    operator = sipp("operator_sit", keys={"pcap": pcap}).start()
+    backup = sipp("phone_answer", keys={"answer_ms": 300}).start()
+    with GatewayProcess(gateway_dir, rules(operator, backup)) as gateway:
+        heard = call_through(sipp, gateway)
+        backup.wait().assert_success()
+        cancelled = operator.wait()
+        assert cancelled.received("CANCEL"), cancelled.describe()
+        found = _HEARD.search(gateway.log)
+        assert found is not None, gateway.describe()
+        assert (found.group(1), found.group(3)) == (code.value, _EXPECTED[code])
+        assert float(found.group(2)) - LEAD_S <= 1.0, found.group(0)
+        # The backup answers without playing: anything loud came from the operator.
+        assert heard < SILENCE_RMS, "the operator's announcement reached the caller"
+    gateway.assert_clean_exit()
+
+
+@pytest.mark.parametrize(
+    ("name", "audio"),
+    [
+        ("ringback", tones.ringback_eu(5.0)),
+        ("busy", tones.busy_eu(5.0)),
+        ("speech", tones.voice(5.0, seed=21)),
+        ("music", tones.music(5.0, seed=22)),
+    ],
+)
+def test_other_early_media_is_never_taken_for_sit(
+    name: str, audio: np.ndarray, sipp: SippFactory, gateway_dir: Path, tmp_path: Path
+) -> None:
+    operator = sipp("operator_sit", keys={"pcap": pcap_of(tmp_path, name, audio)}).start()
+    backup = sipp("phone_answer", keys={"answer_ms": 300}).start()
+    with GatewayProcess(gateway_dir, rules(operator, backup, early="3s")) as gateway:
+        call_through(sipp, gateway)
+        backup.wait().assert_success()
+        assert operator.wait().received("CANCEL")
+        assert "SIT tap off after" in gateway.log, "the early media was not listened to"
+        assert not _HEARD.search(gateway.log), gateway.describe()
+    gateway.assert_clean_exit()
