@@ -40,8 +40,8 @@ from gateway.sip.legs import (
 )
 from gateway.sip.limits import CALL_LEGS, MAX_LEGS
 from gateway.sip.media import CallMedia
-from gateway.sip.transports import ANY_HOST, create_transports
 from gateway.sip.tap import LegTaps
+from gateway.sip.transports import ANY_HOST, create_transports
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
