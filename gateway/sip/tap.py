@@ -13,6 +13,13 @@ pjsua2 traps this module is built around (pjsua2 2.15, ``AudioMediaPort``):
   and hands a verdict to the loop with ``call_soon_threadsafe``.
 - A port destroyed after ``libDestroy`` aborts the process: ``release_all``
   runs first in the engine's ``destroy``.
+- A tap is never destroyed while the bridge's clock runs. The bridge keeps
+  calling a port, with empty frames, until its removal (queued by the port's
+  destructor) is carried out, and SWIG releases the GIL inside the destructor:
+  the clock thread then ran ``onFrameReceived`` on a half-freed Python object
+  (AttributeError, then SIGSEGV; seen in about one call in three). So taps are
+  pooled: a stopped tap is disconnected and kept for the next leg (at most one
+  per call leg), and ``release_all`` stops the clock (``setNoDev``) first.
 - Copying a frame out of SWIG's ``ByteVector`` costs about 0.3 ms (it is
   iterated byte by byte); the detector itself about 0.03 ms (docs/health.md).
 """
@@ -52,27 +59,34 @@ class SitSignal:
 class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
     """A conference-bridge sink that runs the SIT detector on one leg's audio."""
 
-    def __init__(self, leg: str, heard: Callable[[str, SitTone], None]) -> None:
+    def __init__(self, heard: Callable[[str, SitTone], None]) -> None:
         super().__init__()
-        self.leg = leg
+        self.closed = True  # first: the clock thread reads it before anything else
+        self.leg = ""
         self.loop = asyncio.get_running_loop()
         self._heard = heard
         self._detector = SitDetector()
         self._frames = 0
         self.cpu_s = 0.0  # CPU time spent in this tap's callbacks (the media thread's)
-        self.closed = False
+
+    def listen(self, leg: str) -> None:
+        """Start afresh on ``leg`` (a pooled tap serves one leg after another)."""
+        self.leg = leg
+        self._detector = SitDetector()
+        self._frames = 0
+        self.cpu_s = 0.0
+        self.closed = False  # last: the clock thread sees a whole new state
 
     def onFrameReceived(self, frame: Any) -> None:
         """On pjmedia's clock thread: detect, and hand a verdict to the loop."""
         try:
-            self._frame(frame)
+            if not self.closed:
+                self._frame(frame)
         except Exception:  # noqa: BLE001 - anything escaping here unwinds into C++
             self.closed = True
-            logger.opt(exception=True).error("SIT tap on leg {} failed; it stops", self.leg)
+            logger.opt(exception=True).error("SIT tap failed; it stops")
 
     def _frame(self, frame: Any) -> None:
-        if self.closed:
-            return
         started = time.thread_time()
         at = self._frames * FRAME_S
         self._frames += 1
@@ -98,6 +112,7 @@ class LegTaps:
     def __init__(self, registry: LegRegistry) -> None:
         self.registry = registry
         self._taps: dict[str, LegTap] = {}
+        self._idle: list[LegTap] = []  # disconnected, kept for the next leg (see above)
         self._decided: set[str] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.format = pj.MediaFormatAudio()
@@ -120,8 +135,12 @@ class LegTaps:
         audio = audio_of(call) if call is not None else None
         if audio is None or leg in self._taps or leg in self._decided:
             return
-        tap = LegTap(leg, self._heard)
-        tap.createPort(f"sit-{leg}", self.format)
+        if self._idle:
+            tap = self._idle.pop()
+        else:
+            tap = LegTap(self._heard)
+            tap.createPort(f"sit-{len(self._taps) + len(self._idle)}", self.format)
+        tap.listen(leg)
         audio.startTransmit(tap)
         self._taps[leg] = tap
         logger.debug("leg {}: listening for SIT", leg)
@@ -141,7 +160,7 @@ class LegTaps:
     def _heard(self, leg: str, tone: SitTone) -> None:
         """On the loop: one verdict per leg, then the tap goes."""
         if leg not in self._taps:
-            return  # the leg ended meanwhile
+            return  # the leg ended meanwhile (its tap may already serve another)
         self._decided.add(leg)
         self.stop(leg)
         self.registry.emit(SitSignal(leg, tone))
@@ -155,15 +174,26 @@ class LegTaps:
         if tap is None:
             return
         tap.closed = True
+        call = self.registry.outbound.get(leg)
+        audio = audio_of(call) if call is not None else None
+        if audio is not None:  # a leg that ended has left the bridge already
+            audio.stopTransmit(tap)
+        self._idle.append(tap)
         logger.info("leg {}: SIT tap off after {:.2f} s of audio, {:.1f} ms CPU",
                      leg, tap.heard_s, tap.cpu_s * 1000)  # fmt: skip
-        # Destroying the port removes it from the bridge (pjsua_conf_remove_port).
 
     def release_all(self) -> None:
-        """Before pjsua is destroyed: a port alive at ``libDestroy`` aborts the process."""
+        """Before pjsua is destroyed: a port alive at ``libDestroy`` aborts the process.
+
+        The bridge's clock is stopped first, so that no frame reaches a tap
+        while it is destroyed.
+        """
         for leg in list(self._taps):
             self.stop(leg)
         self._decided.clear()
+        if self._idle:
+            pj.Endpoint.instance().audDevManager().setNoDev()
+            self._idle.clear()
 
     def __len__(self) -> int:
         return len(self._taps)
