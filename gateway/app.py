@@ -27,6 +27,7 @@ from gateway import systemd
 from gateway.alert_mail import AlertMail
 from gateway.core.admission import Admission
 from gateway.core.rules import MODES, Rules, RulesError
+from gateway.edge.worker import behind_edge, pool_admits
 from gateway.health_monitor import HealthMonitor
 from gateway.probes import Prober
 from gateway.registration import Registration
@@ -119,7 +120,14 @@ class Gateway:
         connected = self.publisher is not None and self.publisher.connected.is_set()
         return "connected" if connected else "disconnected"
 
-    def _gate(self, source: str) -> bool:
+    def _gate(self, source: str, last_resort: bool) -> bool:
+        if self.settings.edge.address is not None:
+            registry = self.engine.registry
+            if not pool_admits(len(registry.inbound), len(registry.outbound), CALL_LEGS,
+                               last_resort=last_resort):  # fmt: skip
+                logger.info("INVITE refused: this worker cannot ring (last resort: {})",
+                            last_resort)  # fmt: skip
+                return False
         return self.switchboard.gate(source)
 
     def notify(self, kind: str, data: dict[str, Any]) -> None:
@@ -326,6 +334,8 @@ def _now_iso() -> str:
 
 async def serve(settings: Settings) -> int:
     """Run the gateway until SIGTERM/SIGINT. Returns the process exit code."""
+    if settings.edge.address is not None:
+        settings = behind_edge(settings, settings.edge.address)
     try:
         rules = load_rules(settings.rules, call_legs=CALL_LEGS)
     except RulesError as error:

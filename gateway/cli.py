@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         "is busy, unreachable or does not answer, ring the backups.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser(
+    run = sub.add_parser(
         "run",
         help="serve calls (settings from SIP_FAILOVER_* / .env)",
         description="Register to the trunk, take its calls and ring the targets the rules "
@@ -35,6 +35,18 @@ def _parser() -> argparse.ArgumentParser:
         "or one file per setting in SIP_FAILOVER_SECRETS_DIR.",
         epilog=_settings_help(),
         formatter_class=_RAW,
+    )
+    pool = run.add_mutually_exclusive_group()
+    pool.add_argument("--workers", type=_at_least_two, metavar="N",
+                      help="Kamailio as the edge with N gateway workers behind it")  # fmt: skip
+    pool.add_argument("--edge", metavar="ADDRESS",
+                      help="a worker behind the edge at ADDRESS (host:port)")  # fmt: skip
+    sub.add_parser(
+        "edge",
+        help="the Kamailio edge alone (workers: SIP_FAILOVER_EDGE__WORKERS)",
+        description="Run only the Kamailio edge: register the public number with the trunk, "
+        "admit the trunk's calls and dispatch them to the workers listed in "
+        "SIP_FAILOVER_EDGE__WORKERS (docs/scaling.md).",
     )
     demo = sub.add_parser(
         "demo",
@@ -143,6 +155,13 @@ def _setting(variable: str, default: object, meaning: str | None) -> str:
     return f"  {variable}{shown}" + (f": {meaning}" if meaning else "")
 
 
+def _at_least_two(text: str) -> int:
+    count = int(text)
+    if count < 2:
+        raise argparse.ArgumentTypeError("a pool needs 2 workers or more")
+    return count
+
+
 def _health_pair(text: str) -> tuple[str, str]:
     name, sep, state = text.partition("=")
     if not sep or state not in {"up", "down", "unassigned", "unknown"}:
@@ -190,7 +209,18 @@ def _command(argv: list[str] | None) -> int:
         return probe(args.target, args.kind, sys.stdout, sys.stderr)
     if args.command in {"calls", "status"}:
         return _read_state(args)
-    return _run()
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``run`` (alone, ``--workers N``, ``--edge ADDRESS``) and ``edge``."""
+    if args.command == "edge":
+        return _run(workers=None, edge_only=True)
+    if args.edge:
+        # A worker behind an edge needs no trunk settings of its own.
+        os.environ["SIP_FAILOVER_EDGE__ADDRESS"] = args.edge
+        os.environ.setdefault("SIP_FAILOVER_TRUNK__REGISTRAR", f"sip:{args.edge}")
+    return _run(workers=args.workers)
 
 
 def _read_state(args: argparse.Namespace) -> int:
@@ -206,8 +236,8 @@ def _read_state(args: argparse.Namespace) -> int:
     return commands.status(state_dir, as_json=args.json, now=now, out=sys.stdout, err=sys.stderr)
 
 
-def _run() -> int:
-    from gateway.app import serve, setup_logging  # noqa: PLC0415
+def _run(workers: int | None, *, edge_only: bool = False) -> int:
+    from gateway.app import setup_logging  # noqa: PLC0415
     from gateway.config_check import checked_settings  # noqa: PLC0415
 
     settings = checked_settings(sys.stderr)
@@ -215,4 +245,10 @@ def _run() -> int:
         return 2
     setup_logging(settings.log_level)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        if workers or edge_only:
+            from gateway.edge.pool import serve_pool  # noqa: PLC0415 - no pjsua in the supervisor
+
+            return runner.run(serve_pool(settings, workers))
+        from gateway.app import serve  # noqa: PLC0415
+
         return runner.run(serve(settings))

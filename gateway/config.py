@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from gateway.core.presentation import Present, Redirection
+from gateway.edge.settings import EdgeSettings
 
 SECRETS_DIR_ENV = "SIP_FAILOVER_SECRETS_DIR"
 
@@ -283,5 +284,6 @@ class Settings(StateSettings):
     trunk: TrunkSettings
     smtp: SmtpSettings = SmtpSettings()
     mqtt: MqttSettings = MqttSettings()
+    edge: EdgeSettings = EdgeSettings()
     shutdown_grace: float = Field(default=30.0, ge=0)
     log_level: str = Field(default="INFO", description="loguru level of the gateway's log")

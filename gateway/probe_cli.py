@@ -93,7 +93,7 @@ def _own_endpoint(settings: Settings) -> Settings:
 
 
 async def _probe_once(settings: Settings, dial: Dial, kind: str) -> tuple[Evidence | None, str]:
-    engine = SipEngine(settings, lambda _source: False)  # never take a call
+    engine = SipEngine(settings, lambda _source, _last_resort: False)  # never take a call
     loop = asyncio.get_running_loop()
     prober = Prober(engine, loop)
     with _stdout_to_stderr():

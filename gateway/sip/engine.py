@@ -28,6 +28,7 @@ from gateway.core.causes import Outcome, reason_header
 from gateway.core.events import LegFailed
 from gateway.core.numbers import dial_form
 from gateway.core.presentation import Policy, Present, present
+from gateway.edge.settings import LAST_RESORT_HEADER
 from gateway.sip import message
 from gateway.sip.legs import (
     InboundLeg,
@@ -187,7 +188,7 @@ class DirectAccount(pj.Account):  # type: ignore[misc]
 class SipEngine:
     """Owns every pjsua2 object; the composition root drives it."""
 
-    def __init__(self, settings: Settings, gate: Callable[[str], bool]) -> None:
+    def __init__(self, settings: Settings, gate: Callable[[str, bool], bool]) -> None:
         self.settings = settings
         self.registry = LegRegistry()
         self._gate = gate
@@ -256,7 +257,11 @@ class SipEngine:
     # -- admission -----------------------------------------------------------
 
     def _admit(self, rdata: Any) -> bool:
-        return self._gate(message.source_ip(str(rdata.srcAddress)))
+        # Behind the edge, its last-resort header lets a full worker take a voicemail.
+        last_resort = False
+        if self.settings.edge.address is not None:
+            last_resort = message.header(str(rdata.wholeMsg), LAST_RESORT_HEADER) is not None
+        return self._gate(message.source_ip(str(rdata.srcAddress)), last_resort)
 
     def _trunk_id(self) -> int:
         return int(self._trunk.getId()) if self._trunk is not None else -1

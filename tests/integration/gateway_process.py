@@ -44,6 +44,7 @@ class GatewayProcess:
         expires: registration expiry asked for, seconds.
         sources: addresses allowed to send calls in.
         env: more ``SIP_FAILOVER_*`` settings (they win over the above).
+        args: more arguments of ``run`` (``--workers 3``).
     """
 
     def __init__(
@@ -58,8 +59,10 @@ class GatewayProcess:
         expires: int = 300,
         sources: Sequence[str] = (LOOPBACK,),
         env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
+        self.args = list(args)
         self.port = free_udp_port()
         self.rules_path = workdir / "rules.yaml"
         self.log_path = workdir / "gateway.log"
@@ -101,7 +104,7 @@ class GatewayProcess:
         base = {k: v for k, v in os.environ.items() if not k.startswith("SIP_FAILOVER_")}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run"],
+                [sys.executable, "-m", "gateway", "run", *self.args],
                 cwd=self.workdir,
                 env={**base, "PYTHONPATH": str(REPO), **self._settings},
                 stdin=subprocess.DEVNULL,

@@ -452,12 +452,18 @@ def _alaw_to_linear(byte: int) -> int:
     return magnitude if value & 0x80 else -magnitude
 
 
+def _rms(payloads: list[bytes]) -> float:
+    samples = [_alaw_to_linear(b) for payload in payloads for b in payload]
+    return math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
+
+
 class RtpSink:
     """A UDP socket on 127.0.0.1 that gathers RTP packets for assertions."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.packets: list[tuple[float, bytes]] = []
+        self.senders: dict[tuple[str, int], list[bytes]] = {}  # payloads by source address
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((LOOPBACK, port))
         self._sock.setblocking(False)
@@ -466,10 +472,11 @@ class RtpSink:
         """Read what has arrived so far; return the number of packets kept."""
         while True:
             try:
-                data = self._sock.recv(4096)
+                data, sender = self._sock.recvfrom(4096)
             except BlockingIOError:
                 return len(self.packets)
             self.packets.append((time.monotonic(), data))
+            self.senders.setdefault(sender, []).append(data[12 + 4 * (data[0] & 0x0F) :])
 
     def collect(self, seconds: float) -> int:
         """Keep reading for ``seconds`` (bounded); return the packet count."""
@@ -483,10 +490,13 @@ class RtpSink:
         """RTP payloads (12-byte header, no CSRC/extension assumed) after ``since``."""
         return [data[12 + 4 * (data[0] & 0x0F) :] for at, data in self.packets if at >= since]
 
+    def rms_by_sender(self) -> dict[tuple[str, int], float]:
+        """Loudness of the A-law audio from each sender (one sender: one far end)."""
+        return {sender: _rms(payloads) for sender, payloads in self.senders.items()}
+
     def rms(self, since: float = 0.0) -> float:
         """Loudness of the A-law audio received (0 is silence)."""
-        samples = [_alaw_to_linear(b) for payload in self.payloads(since) for b in payload]
-        return math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
+        return _rms(self.payloads(since))
 
     def close(self) -> None:
         self._sock.close()

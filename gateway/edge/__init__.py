@@ -1,0 +1,1 @@
+"""The Kamailio edge and the pool of gateway workers behind it (docs/scaling.md)."""

@@ -1,0 +1,99 @@
+"""A pool (Kamailio edge + workers) with its SIPp trunk, for the edge tests.
+
+The trunk is three SIPp peers: its registrar (``registrar.xml``), its proxy
+where every leg goes (``trunk_operator_auth.xml``: it challenges each
+INVITE, answers the unassigned main number 404 with Q.850 cause 1 and any
+other number with echoed audio), and the callers, started by each test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from gateway_process import GatewayProcess
+from rulesets import CALLED
+from sipp import LOOPBACK, free_udp_port
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from conftest import SippFactory
+    from sipp import Sipp
+
+KAMAILIO = "/usr/sbin/kamailio"
+MAIN = "+32470000001"  # the main line's mobile: the operator lost it (404, cause 1)
+BACKUP = "+32470000002"
+TRUNK_KEYS = {"user": "gateway", "password": "s3cret", "realm": "trunk.test", "unassigned": MAIN}
+
+
+def needs_kamailio() -> None:
+    """Skip unless Kamailio is installed (scripts/test.sh installs it)."""
+    if not Path(KAMAILIO).exists():
+        pytest.skip("needs kamailio (apt-get install kamailio)")
+
+
+def failover_rules(*, voicemail: bool = False, health: str = "") -> str:
+    """The main number rings the lost mobile, then the backup (then a voicemail)."""
+    box = "voicemail:\n  main: {email: [office@example.com], max_seconds: 5}\n" if voicemail else ""
+    last = "      - voicemail: main\n" if voicemail else ""
+    return f"""version: 1
+targets:
+  main: {{number: "{MAIN}"}}
+  backup: {{number: "{BACKUP}"}}
+{box}routes:
+  - name: main-line
+    match: {{to: "{CALLED}"}}
+    steps:
+      - ring: main
+        timeout: 5s
+        failover_on: [unassigned, unreachable, busy, no_answer]
+      - ring: backup
+        timeout: 5s
+        failover_on: [unassigned, unreachable, busy, no_answer]
+{last}{health}"""
+
+
+@dataclass
+class Trunk:
+    """The trunk's registrar and proxy."""
+
+    registrar: Sipp
+    proxy: Sipp
+
+    def stop(self) -> None:
+        self.registrar.stop()
+        self.proxy.stop()
+
+
+def start_trunk(sipp: SippFactory, legs: int, *, host: str = LOOPBACK) -> Trunk:
+    """The registrar and the proxy (``legs``: how many INVITEs it will see in all)."""
+    registrar = sipp("registrar", ip=host, keys=TRUNK_KEYS, recv_timeout_ms=60000,
+                     timeout_s=90).start()  # fmt: skip
+    proxy = sipp("trunk_operator_auth", ip=host, keys=TRUNK_KEYS, rtp_echo=True, calls=legs,
+                 timeout_s=90).start()  # fmt: skip
+    return Trunk(registrar, proxy)
+
+
+def start_pool(
+    workdir: Path,
+    trunk: Trunk,
+    rules: str,
+    workers: int,
+    env: Mapping[str, str] | None = None,
+) -> GatewayProcess:
+    """``run --workers N`` registered with ``trunk``; workers on a free port block."""
+    settings = {"SIP_FAILOVER_EDGE__WORKER_PORT": str(free_udp_port(workers))}
+    pool = GatewayProcess(
+        workdir,
+        rules,
+        proxy=trunk.proxy.address,
+        registrar=trunk.registrar.address,
+        username=TRUNK_KEYS["user"],
+        password=TRUNK_KEYS["password"],
+        env={**settings, **(env or {})},
+        args=["--workers", str(workers)],
+    )
+    return pool.start()
