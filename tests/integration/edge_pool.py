@@ -17,6 +17,8 @@ from gateway_process import GatewayProcess
 from rulesets import CALLED
 from sipp import LOOPBACK, free_udp_port
 
+from gateway.edge.supervisor import WORKER_RTP_PORTS
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -85,7 +87,12 @@ def start_pool(
     env: Mapping[str, str] | None = None,
 ) -> GatewayProcess:
     """``run --workers N`` registered with ``trunk``; workers on a free port block."""
-    settings = {"SIP_FAILOVER_EDGE__WORKER_PORT": str(free_udp_port(workers))}
+    # RTP ports of our own: another gateway bound on the same ports (pjsua sets
+    # SO_REUSEADDR) would take some of the workers' audio.
+    settings = {
+        "SIP_FAILOVER_EDGE__WORKER_PORT": str(free_udp_port(workers)),
+        "SIP_FAILOVER_SIP__RTP_PORT": str(free_udp_port(WORKER_RTP_PORTS * workers, even=True)),
+    }
     pool = GatewayProcess(
         workdir,
         rules,

@@ -490,9 +490,15 @@ class RtpSink:
         """RTP payloads (12-byte header, no CSRC/extension assumed) after ``since``."""
         return [data[12 + 4 * (data[0] & 0x0F) :] for at, data in self.packets if at >= since]
 
-    def rms_by_sender(self) -> dict[tuple[str, int], float]:
-        """Loudness of the A-law audio from each sender (one sender: one far end)."""
-        return {sender: _rms(payloads) for sender, payloads in self.senders.items()}
+    def voiced_by_sender(self, loud: float = 30.0) -> dict[tuple[str, int], int]:
+        """How many packets from each sender carry voice (one sender: one far end).
+
+        Silence is A-law 0xD5 (RMS 8); a packet louder than ``loud`` is speech.
+        """
+        return {
+            sender: sum(1 for payload in payloads if _rms([payload]) > loud)
+            for sender, payloads in self.senders.items()
+        }
 
     def rms(self, since: float = 0.0) -> float:
         """Loudness of the A-law audio received (0 is silence)."""
