@@ -303,8 +303,10 @@ failure_route[WORKER_FAILED] {
         exit;
     }
     if (t_branch_timeout() && !t_branch_replied()) {
-        # Silent: dead or stuck. Inactive until it answers OPTIONS again.
+        # Silent: dead or stuck. Inactive until it answers OPTIONS again
+        # (a restarted worker does within a second).
         ds_mark_dst("ip");
+        $avp(silent_worker) = 1;
         route(NEXT_WORKER);
     }
     # A full worker refuses before any dialog: 480/486/503 without a Q.850
@@ -319,6 +321,13 @@ failure_route[WORKER_FAILED] {
 route[NEXT_WORKER] {
     if (ds_next_dst()) {
         route(TO_WORKER);
+    }
+    # A worker was silent while this caller waited: by now it may be back.
+    if ($avp(silent_worker) == 1 && $avp(second_round) == $null) {
+        $avp(second_round) = 1;
+        if (ds_select_dst("1", "4")) {
+            route(TO_WORKER);
+        }
     }
     if ($avp(last_resort) == $null) {
         $avp(last_resort) = 1;

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import signal
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,6 +22,7 @@ from edge_pool import (
 from sipp import RtpSink
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from conftest import SippFactory
@@ -61,3 +67,49 @@ def test_six_callers_at_once_each_reach_a_backup_through_the_edge(
     assert registered, f"the edge never registered\n{trunk.registrar.collect().describe()}"
     assert "trunk registration: registered" in pool.log
     assert TRUNK_KEYS["password"] not in pool.log, "the trunk password reached the log"
+
+
+def _pid_of(log: str, worker: str) -> int:
+    """The pid of ``worker``'s latest start, from the supervisor's log."""
+    started = re.findall(rf"{worker} started: pid (\d+)", log)
+    assert started, f"{worker} never started\n{log[-3000:]}"
+    return int(started[-1])
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> float:
+    """Poll ``condition`` for at most ``seconds``; return how long it took (inf: never)."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    return math.inf
+
+
+def test_a_killed_worker_is_restarted_and_callers_reach_the_others(
+    sipp: SippFactory, gateway_dir: Path
+) -> None:
+    needs_kamailio()
+    trunk = start_trunk(sipp, legs=2 * 3)
+    pool = start_pool(gateway_dir, trunk, failover_rules(), workers=4)
+    try:
+        talking = sipp("caller_answered", remote=pool.address, keys={"hold_ms": 6000}).start()
+        busy = _wait_for(lambda: "event call.answered" in pool.log, 10)
+        assert busy < math.inf, pool.describe()
+        carrier = re.findall(r"(worker\d)\| [^\n]*event call.answered", pool.log)[0]
+        victim = next(w for w in ("worker1", "worker2", "worker3", "worker4") if w != carrier)
+        os.kill(_pid_of(pool.log, victim), signal.SIGKILL)
+        killed_at = time.monotonic()
+        # Placed while the victim is down: two workers are free, and both callers
+        # reach a backup, whichever worker the edge tried first.
+        gap = sipp("caller_answered", remote=pool.address, calls=2, keys={"hold_ms": 1000},
+                   extra=["-r", "10", "-l", "2"]).start()  # fmt: skip
+        restarted = _wait_for(lambda: len(re.findall(f"{victim} started", pool.log)) == 2, 5)
+        gap.wait().assert_success(2)
+        talking.wait().assert_success()
+    finally:
+        trunk.stop()
+        code = pool.stop()
+    assert restarted < math.inf, f"{victim} not restarted within 5 s\n{pool.describe()}"
+    assert time.monotonic() - killed_at > restarted
+    assert code == 0, pool.describe()
