@@ -6,9 +6,11 @@ import math
 import os
 import re
 import signal
+import socket
 import time
 from typing import TYPE_CHECKING
 
+import netns
 import pytest
 from edge_pool import (
     BACKUP,
@@ -19,7 +21,8 @@ from edge_pool import (
     start_pool,
     start_trunk,
 )
-from sipp import RtpSink
+from rulesets import CALLED
+from sipp import LOOPBACK, RtpSink
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -113,3 +116,64 @@ def test_a_killed_worker_is_restarted_and_callers_reach_the_others(
     assert restarted < math.inf, f"{victim} not restarted within 5 s\n{pool.describe()}"
     assert time.monotonic() - killed_at > restarted
     assert code == 0, pool.describe()
+
+
+FLOOD_SOURCE = "127.0.0.2"  # not the trunk; only inside a namespace of the test's own
+FLOOD_CALLER = "+32499999999"
+
+
+def _flood(target: tuple[str, int], per_second: int, seconds: float) -> int:
+    """INVITEs from FLOOD_SOURCE at ``per_second`` for ``seconds``; returns how many."""
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((FLOOD_SOURCE, 0))
+        port = sock.getsockname()[1]
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < seconds:
+            while sent < elapsed * per_second:
+                sock.sendto(_invite(target, port, sent), target)
+                sent += 1
+            time.sleep(0.005)
+    return sent
+
+
+def _invite(target: tuple[str, int], port: int, n: int) -> bytes:
+    host = f"{target[0]}:{target[1]}"
+    return (
+        f"INVITE sip:{CALLED}@{host} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {FLOOD_SOURCE}:{port};branch=z9hG4bKflood{n}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:{FLOOD_CALLER}@{FLOOD_SOURCE}>;tag=flood{n}\r\n"
+        f"To: <sip:{CALLED}@{host}>\r\n"
+        f"Call-ID: flood-{n}@{FLOOD_SOURCE}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        f"Contact: <sip:{FLOOD_CALLER}@{FLOOD_SOURCE}:{port}>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_a_flood_from_a_stranger_never_reaches_a_worker(
+    sipp: SippFactory, gateway_dir: Path
+) -> None:
+    needs_kamailio()
+    if not netns.available():
+        pytest.skip("needs root and iproute2 (a network namespace for the flood's address)")
+    calls = 30
+    with netns.isolated_network():
+        trunk = start_trunk(sipp, legs=2 * calls)
+        pool = start_pool(gateway_dir, trunk, failover_rules(), workers=2)
+        try:
+            legit = sipp("caller_answered", remote=pool.address, calls=calls,
+                         keys={"hold_ms": 300}, extra=["-r", "1"], timeout_s=60)  # fmt: skip
+            legit.start()
+            flooded = _flood((LOOPBACK, pool.port), per_second=200, seconds=30)
+            legit.wait().assert_success(calls)
+        finally:
+            trunk.stop()
+            code = pool.stop()
+    assert flooded >= 5900
+    assert code == 0, pool.describe()
+    worker_lines = [line for line in pool.log.splitlines() if line.startswith("worker")]
+    assert not [line for line in worker_lines if FLOOD_CALLER in line or FLOOD_SOURCE in line]
+    assert len([line for line in worker_lines if "event call.incoming" in line]) == calls
+    assert "restarting" not in pool.log, pool.describe()
