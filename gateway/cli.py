@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_settings_help(),
         formatter_class=_RAW,
     )
+    run.add_argument(
+        "--log-json", action="store_true", help="one JSON object per log line (log shippers)"
+    )
     pool = run.add_mutually_exclusive_group()
     pool.add_argument("--workers", type=_at_least_two, metavar="N",
                       help="Kamailio as the edge with N gateway workers behind it")  # fmt: skip
@@ -220,7 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
         # A worker behind an edge needs no trunk settings of its own.
         os.environ["SIP_FAILOVER_EDGE__ADDRESS"] = args.edge
         os.environ.setdefault("SIP_FAILOVER_TRUNK__REGISTRAR", f"sip:{args.edge}")
-    return _run(workers=args.workers)
+    return _run(workers=args.workers, log_json=args.log_json)
 
 
 def _read_state(args: argparse.Namespace) -> int:
@@ -236,14 +239,14 @@ def _read_state(args: argparse.Namespace) -> int:
     return commands.status(state_dir, as_json=args.json, now=now, out=sys.stdout, err=sys.stderr)
 
 
-def _run(workers: int | None, *, edge_only: bool = False) -> int:
+def _run(workers: int | None, *, edge_only: bool = False, log_json: bool = False) -> int:
     from gateway.app import setup_logging  # noqa: PLC0415
     from gateway.config_check import checked_settings  # noqa: PLC0415
 
     settings = checked_settings(sys.stderr)
     if settings is None:
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, "json" if log_json else settings.log_format)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         if workers or edge_only:
             from gateway.edge.pool import serve_pool  # noqa: PLC0415 - no pjsua in the supervisor

@@ -287,3 +287,7 @@ class Settings(StateSettings):
     edge: EdgeSettings = EdgeSettings()
     shutdown_grace: float = Field(default=30.0, ge=0)
     log_level: str = Field(default="INFO", description="loguru level of the gateway's log")
+    log_format: Literal["auto", "text", "json", "journal"] = Field(
+        default="auto",
+        description="auto: journal priorities under systemd, else text; json for log shippers",
+    )
