@@ -16,20 +16,20 @@ import hashlib
 import json
 import os
 import signal
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from gateway import systemd
+from gateway import logs, systemd
 from gateway.alert_mail import AlertMail
 from gateway.core.admission import Admission
 from gateway.core.rules import MODES, Rules, RulesError
 from gateway.edge.worker import behind_edge, pool_admits
 from gateway.health_monitor import HealthMonitor
 from gateway.probes import Prober
+from gateway.refusals import RefusedSources, reason_for
 from gateway.registration import Registration
 from gateway.rules_file import load_rules
 from gateway.rules_watch import watch_rules
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from gateway.config import Settings
+    from gateway.logs import LogFormat
 
 # pjsua's SIP socket is read only when the loop polls it (threadCnt=0): every
 # POLL_BUSY while a call or leg is up, so a 404 waits at most that long before
@@ -62,14 +63,9 @@ FORCED_S = 1.0  # after a second signal: the most any remaining wait may take
 EXIT_STUCK = 1  # a service did not end even when cancelled twice
 
 
-def setup_logging(level: str) -> None:
-    """One log format to stderr (journald adds the time)."""
-    logger.remove()
-    logger.add(
-        sys.stderr,
-        level=level.upper(),
-        format="{time:YYYY-MM-DD HH:mm:ss.SSSSSS} {level: <7} {message}",
-    )
+def setup_logging(level: str, log_format: LogFormat = "auto") -> None:
+    """The log to stderr: text on a terminal, priorities under systemd, or JSON (logs.py)."""
+    logs.configure(level, log_format)
 
 
 class Gateway:
@@ -87,6 +83,7 @@ class Gateway:
             CALL_LEGS,
             settings.sip.max_calls_per_source_per_minute,
         )
+        self.refusals = RefusedSources()
         self.engine = SipEngine(settings, self._gate)
         self.switchboard = Switchboard(self.engine, rules, self.admission, self.notify, self.loop)
         self.registration = Registration(self.engine, self.loop, self.notify, settings.trunk)
@@ -128,7 +125,17 @@ class Gateway:
                 logger.info("INVITE refused: this worker cannot ring (last resort: {})",
                             last_resort)  # fmt: skip
                 return False
-        return self.switchboard.gate(source)
+        admitted = self.switchboard.gate(source)
+        if not admitted:
+            self._report_refusal(source)
+        return admitted
+
+    def _report_refusal(self, source: str) -> None:
+        """At most one line a minute per refused source (refusals.py; fail2ban reads it)."""
+        why = reason_for(source, self.admission.sources, self.admission.accepting)
+        said = self.refusals.refused(source, why, self.loop.time())
+        if said is not None:
+            logger.warning(said)
 
     def notify(self, kind: str, data: dict[str, Any]) -> None:
         """A status event: logged, and on the bus (MQTT, call log)."""
