@@ -2,15 +2,22 @@
 # Set up everything the tests need on a fresh Debian 12 machine, then run them.
 #   bash scripts/test.sh            # lint, types, every test
 #   bash scripts/test.sh -m "not integration"   # extra arguments go to pytest
+#   CHROOT=1 bash scripts/test.sh   # also install into a fresh Debian 12 chroot
 # Installs (once): SIPp, Mosquitto, sipvicious, iproute2, stunnel4, openssl and Kamailio from Debian
-# (stunnel: Debian's SIPp has no TLS, so TLS trunk tests put it in front of SIPp), the package and
-# its test tools into .venv. Real peers only: the integration tests start their
-# own SIPp, Mosquitto and aiosmtpd on free 127.0.0.1 ports.
+# (stunnel: Debian's SIPp has no TLS, so TLS trunk tests put it in front of SIPp),
+# fail2ban (fail2ban-regex) and nftables (nft -c), the package and its test tools into
+# .venv. Real peers only: the integration tests start their own SIPp, Mosquitto and
+# aiosmtpd on free 127.0.0.1 ports. With CI=true (or CHROOT=1) the chroot install test
+# (debootstrap, a few minutes, network) runs beside the others, in a folder of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+chroot_test=0
+if [ "${CI:-}" = "true" ] || [ "${CHROOT:-}" = "1" ]; then chroot_test=1; fi
+packages=(sip-tester mosquitto sipvicious iproute2 stunnel4 openssl kamailio fail2ban nftables)
+[ "$chroot_test" -eq 0 ] || packages+=(debootstrap)
 need=()
-for pkg in sip-tester mosquitto sipvicious iproute2 stunnel4 openssl kamailio; do
+for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -25,4 +32,16 @@ fi
 
 .venv/bin/ruff check gateway tests
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+if [ "$chroot_test" -eq 0 ]; then
+    exec .venv/bin/python -m pytest "$@"
+fi
+chroot_log=$(mktemp)
+SIP_FAILOVER_TEST_CHROOT=1 .venv/bin/python -m pytest -p no:cacheprovider -m chroot \
+    --basetemp="$(mktemp -d)" tests/integration/test_install.py >"$chroot_log" 2>&1 &
+chroot_pid=$!
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+wait "$chroot_pid" || status=$?
+echo "--- chroot install test ---"
+cat "$chroot_log"
+exit "$status"
