@@ -126,6 +126,15 @@ def test_install_twice_keeps_edits_and_uninstall_keeps_data(tmp_path: Path) -> N
     assert "enabled sip-failover.service" in said
     check_installed(root)
     assert_unit_verifies(root)
+    assert "firewall not written yet" in said, "a firewall without the trunk's address"
+    env = root / "etc/sip-failover/env"
+    trunk = "SIP_FAILOVER_TRUNK__REGISTRAR=sip:198.51.100.10\n"
+    sources = "SIP_FAILOVER_TRUNK__SOURCES='[\"198.51.100.10\",\"2001:db8::5\"]'\n"
+    env.write_text(env.read_text() + trunk + sources)
+    run_install(root=root)
+    firewall = (root / "etc/sip-failover/nftables.conf").read_text()
+    assert "elements = { 192.0.2.10, 198.51.100.10 }" in firewall  # the sample's desk phone too
+    assert "elements = { 2001:db8::5 }" in firewall
     check_twice_and_uninstall(root, lambda *a: run_install(*a, root=root))
     run_install("--uninstall", "--purge", root=root)
     assert not (root / "etc/sip-failover").exists()

@@ -23,7 +23,8 @@ def settings(tmp_path: Path, **values: object) -> Settings:
         '  mobile: {number: "+32470000001"}\n'
         'routes:\n  - name: r\n    match: {to: "+3225550100"}\n    steps: [{ring: desk}]\n'
     )
-    return Settings(rules=rules, **values)  # type: ignore[arg-type]
+    trunk = {"registrar": "sip:203.0.113.9", **values.pop("trunk", {})}  # type: ignore[dict-item]
+    return Settings(rules=rules, trunk=trunk, **values)  # type: ignore[arg-type]
 
 
 def nft_check(text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -49,7 +50,7 @@ def test_trunk_sources_phones_and_ports_are_filled_in(tmp_path: Path) -> None:
 
 
 def test_without_sources_the_registrar_is_the_trunk(tmp_path: Path) -> None:
-    chosen = settings(tmp_path, trunk={"registrar": "sip:203.0.113.9:5080"})
+    chosen = settings(tmp_path, trunk={"registrar": "sip:203.0.113.9:5080"})  # no sources
     assert allowed_hosts(chosen) == ["192.0.2.10", "203.0.113.9"]
 
 
