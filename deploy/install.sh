@@ -22,7 +22,7 @@ ACTION=install
 PURGE=0
 FIREWALL=0
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 say() { printf '%s: %s\n' "$NAME" "$*"; }
 die() { printf '%s: %s\n' "$NAME" "$*" >&2; exit 1; }
 
