@@ -56,6 +56,7 @@ def render(template: str, settings: Settings, hosts: Iterable[str]) -> str:
     addresses = [ipaddress.ip_address(host) for host in hosts]
     fields = {
         "@SIP_PORT@": str(sip.port),
+        "@TCP_PORTS@": ", ".join(str(p) for p in sorted({sip.port, settings.trunk.tls.port})),
         # pjsua binds RTP within [port, port + range) and RTCP one above it.
         "@RTP_PORTS@": f"{sip.rtp_port}-{min(sip.rtp_port + max(sip.rtp_port_range, 1), 65535)}",
         "@TRUNK_V4@": _elements([a for a in addresses if a.version == 4]),

@@ -47,6 +47,7 @@ def test_trunk_sources_phones_and_ports_are_filled_in(tmp_path: Path) -> None:
     assert "elements = { 2001:db8::5 }" in text
     assert "udp dport 5070 ip saddr @trunk_v4 accept" in text
     assert "udp dport 20000-20100 ip saddr @trunk_v4 accept" in text
+    assert "tcp dport { 5061, 5070 } ip saddr @trunk_v4 accept" in text  # a TCP or TLS trunk
 
 
 def test_without_sources_the_registrar_is_the_trunk(tmp_path: Path) -> None:
