@@ -24,7 +24,7 @@ from loguru import logger
 
 from gateway import logs, systemd
 from gateway.alert_mail import AlertMail
-from gateway.core.admission import Admission
+from gateway.core.admission import Admission, Capacity
 from gateway.core.rules import MODES, Rules, RulesError
 from gateway.edge.worker import behind_edge, pool_admits
 from gateway.health_monitor import HealthMonitor
@@ -33,7 +33,7 @@ from gateway.refusals import RefusedSources, reason_for
 from gateway.registration import Registration
 from gateway.rules_file import load_rules
 from gateway.rules_watch import watch_rules
-from gateway.sip.engine import CALL_LEGS, SipEngine
+from gateway.sip.engine import CALL_LEGS, InviteOffer, SipEngine
 from gateway.status.bus import EventBus
 from gateway.status.calllog import CallLog
 from gateway.status.mqtt import MqttPublisher
@@ -80,7 +80,7 @@ class Gateway:
         self._forced_at: float | None = None  # when a second stop signal came
         self.admission = Admission(
             settings.trunk.allowed_sources(),
-            CALL_LEGS,
+            Capacity(CALL_LEGS),
             settings.sip.max_calls_per_source_per_minute,
         )
         self.refusals = RefusedSources()
@@ -95,7 +95,7 @@ class Gateway:
         self.switchboard.machine = AnsweringMachine(
             self.engine, self.spool, self.notify, self.mailer.notify, settings.rules.parent
         )
-        self.prober = Prober(self.engine, self.loop)
+        self.prober = Prober(self.engine, self.loop, self.admission.capacity)
         self.switchboard.prober = self.prober
         self.calllog = CallLog(settings.state_dir / "calls.sqlite3")
         self.alert_mail = AlertMail(self.spool, self.mailer.notify, self.calllog,
@@ -117,17 +117,19 @@ class Gateway:
         connected = self.publisher is not None and self.publisher.connected.is_set()
         return "connected" if connected else "disconnected"
 
-    def _gate(self, source: str, last_resort: bool) -> bool:
+    def _gate(self, offer: InviteOffer, last_resort: bool) -> bool:
         if self.settings.edge.address is not None:
             registry = self.engine.registry
             if not pool_admits(len(registry.inbound), len(registry.outbound), CALL_LEGS,
                                last_resort=last_resort):  # fmt: skip
+                # Not a refusal of the caller: the edge offers the call to
+                # another worker (or, as a last resort, to a voicemail).
                 logger.info("INVITE refused: this worker cannot ring (last resort: {})",
                             last_resort)  # fmt: skip
                 return False
-        admitted = self.switchboard.gate(source)
+        admitted = self.switchboard.gate(offer)
         if not admitted:
-            self._report_refusal(source)
+            self._report_refusal(offer.source)
         return admitted
 
     def _report_refusal(self, source: str) -> None:
@@ -168,7 +170,8 @@ class Gateway:
                 services.append(self._monitor_task)
                 self.registration.start()
                 logger.info("ready listen={} sources={} legs={}", self.engine.listen,
-                            ",".join(sorted(self.admission.sources)), CALL_LEGS)  # fmt: skip
+                            ",".join(sorted(self.admission.sources)),
+                            self.admission.capacity.legs)  # fmt: skip
                 systemd.notify("READY=1")
                 await self._pump_until_stopped()
                 await self._stop_services(services)

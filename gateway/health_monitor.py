@@ -4,7 +4,8 @@ The logic (hysteresis, scheduling, alert coalescing) is pure and lives in
 gateway/core/health.py and probing.py; this module feeds it: it runs the
 probes the scheduler says are due, turns each real call's ``call.leg`` event
 into evidence (passive: the first failing call already counts), hands every
-state to the switchboard's planner (a dead target is skipped) and publishes
+state and the probed targets to the switchboard's planner (which decides
+what to skip: gateway/core/plan.py) and publishes
 each change at once (``target.health``) and the coalesced alerts later.
 """
 
@@ -27,20 +28,20 @@ from gateway.core.health import (
     HealthBoard,
     HealthChange,
     HealthPolicy,
+    HealthState,
     Source,
     WatchedTarget,
 )
-from gateway.core.plan import dial_of
+from gateway.core.plan import EARLY_MEDIA_TIMEOUT_S, dial_of
 from gateway.core.probing import ProbeSchedule, ProbeScheduler
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable
 
     from gateway.probes import Prober
 
 IDLE_WAKE = 60.0  # seconds between looks when nothing is scheduled
 BUSY_RETRY = 30.0  # a call probe that found no free leg is tried again this soon
-DEFAULT_EARLY_MEDIA = 8.0  # seconds a call probe listens to early media (rules' default)
 
 
 class HealthMonitor:
@@ -49,12 +50,12 @@ class HealthMonitor:
     def __init__(
         self,
         prober: Prober,
-        health: dict[str, str],
+        health: dict[str, HealthState],
         notify: Callable[[str, dict[str, Any]], None],
         mail: Callable[[HealthChange, str], Awaitable[None]] | None = None,
     ) -> None:
         self.prober = prober
-        self.health = health  # shared with the switchboard's planner
+        self.health = health  # shared with the switchboard: plans read it (core/plan.py)
         self.notify = notify
         self.mail = mail  # queues an alert mail (the voicemail mailer's queue)
         self.board = HealthBoard()
@@ -87,16 +88,16 @@ class HealthMonitor:
         schedules = {name: _schedule(rules, item) for name, item in config.items()
                      if getattr(item, "probe", None)}  # fmt: skip
         self.scheduler.reload(schedules, now)
-        self._share_states(schedules.keys())
+        self._share_states()
         self._wake.set()
 
-    def _share_states(self, probed: Iterable[str]) -> None:
-        # The planner skips only probed targets (see observe): a target whose
-        # probe a reload removed must not stay skipped on an old verdict, and
-        # one that gained a probe is skipped at once if already known dead.
+    def _share_states(self) -> None:
+        # Every state: plan_call (core/plan.py) skips only probed targets, so a
+        # target whose probe a reload removed is no longer skipped, and one
+        # that gained a probe is skipped at once if already known dead.
         states = self.board.snapshot()
         self.health.clear()
-        self.health.update({name: states[name].state.value for name in probed if name in states})
+        self.health.update({name: status.state for name, status in states.items()})
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         """Every status event passes here; a real call's leg is evidence."""
@@ -111,10 +112,7 @@ class HealthMonitor:
         change = self.board.observe(target, evidence)
         if change is None:
             return None
-        if self._probed(target):
-            # Only a probed target may be skipped by plans: with no probe, a
-            # skipped target would never be tried again, so never recover.
-            self.health[target] = change.state.value
+        self.health[target] = change.state
         logger.log(_level(change), "target {} is now {} ({})", target, change.state.value,
                    evidence.text)  # fmt: skip
         self.notify("target.health", change.as_json())
@@ -160,10 +158,6 @@ class HealthMonitor:
         logger.info("probe of {}: {}", target, evidence.text)
         self.observe(target, evidence)
         return evidence
-
-    def _probed(self, target: str) -> bool:
-        config = (getattr(self.rules, "health", None) or {}).get(target)
-        return bool(getattr(config, "probe", None))
 
     async def _alert(self, change: HealthChange) -> None:
         states = self.board.snapshot()
@@ -212,10 +206,10 @@ def _early_media_timeout(rules: Any, target: str) -> float:
     An operator that announces "not in service" in early media sends its 404
     only after the announcement: the probe listens as long as a call would.
     """
-    waits = [float(getattr(step, "early_media_timeout", DEFAULT_EARLY_MEDIA))
+    waits = [float(getattr(step, "early_media_timeout", EARLY_MEDIA_TIMEOUT_S))
              for route in rules.routes for step in route.steps
              if target in (getattr(step, "names", None) or ())]  # fmt: skip
-    return max(waits, default=DEFAULT_EARLY_MEDIA)
+    return max(waits, default=EARLY_MEDIA_TIMEOUT_S)
 
 
 def _schedule(rules: Any, config: Any) -> ProbeSchedule:

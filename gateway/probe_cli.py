@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from gateway.app import setup_logging
 from gateway.config_check import checked_settings
+from gateway.core.admission import Capacity
 from gateway.core.health import ProbeResult, verdict
 from gateway.core.plan import dial_of
 from gateway.core.rules import RulesError
 from gateway.probes import Prober
 from gateway.rules_file import load_rules
-from gateway.sip.engine import OptionsSignal, SipEngine
+from gateway.sip.engine import CALL_LEGS, OptionsSignal, SipEngine
 from gateway.sip.legs import LegSignal
 
 if TYPE_CHECKING:
@@ -93,9 +94,9 @@ def _own_endpoint(settings: Settings) -> Settings:
 
 
 async def _probe_once(settings: Settings, dial: Dial, kind: str) -> tuple[Evidence | None, str]:
-    engine = SipEngine(settings, lambda _source, _last_resort: False)  # never take a call
+    engine = SipEngine(settings, lambda _offer, _last_resort: False)  # never take a call
     loop = asyncio.get_running_loop()
-    prober = Prober(engine, loop)
+    prober = Prober(engine, loop, Capacity(CALL_LEGS))
     with _stdout_to_stderr():
         engine.start()
     pump = loop.create_task(_pump(engine, prober), name="probe.pump")

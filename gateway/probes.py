@@ -12,8 +12,11 @@
   ``unassigned`` (or what the tones' code says) at once.
 
 Both give ``gateway.core.health.Evidence``; the health board judges it.
-A call probe takes a call leg, so it runs only when enough legs are free
-for a customer's call to come in meanwhile (docs/limits.md).
+A call probe's leg moves along the same leg table as a call's
+(``LEG_TABLE`` in gateway/core/session.py): it is given up once it rang
+(``rang`` and not ``EARLY``), or when its early-media bound runs out. A
+call probe takes a call leg, so it runs only when the core's ``Capacity``
+leaves room for a customer's call meanwhile (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -29,32 +32,35 @@ from loguru import logger
 from gateway.core.causes import Outcome
 from gateway.core.events import LegAnswered, LegEnded, LegFailed, LegProgress
 from gateway.core.health import Evidence, ProbeResult, Source
+from gateway.core.plan import EARLY_MEDIA_TIMEOUT_S
+from gateway.core.session import LEG_TABLE
 from gateway.core.sit import outcome_of
-from gateway.sip.engine import CALL_LEGS
+from gateway.core.step import LegRecord, LegState, provisional_cue
 from gateway.sip.tap import SitSignal
 
 if TYPE_CHECKING:
+    from gateway.core.admission import Capacity
     from gateway.core.plan import Dial
     from gateway.sip.engine import OptionsSignal, SipEngine
     from gateway.sip.legs import LegSignal
-
-FREE_LEGS_FOR_A_CALL_PROBE = 3  # the probe's leg, plus a customer's call and its first ring
 
 
 @dataclass
 class _ProbeLeg:
     future: asyncio.Future[Evidence]
-    early_media_timeout: float
-    rang: bool = False
+    leg: LegRecord
     timer: asyncio.TimerHandle | None = field(default=None)
 
 
 class Prober:
     """Runs probes through the SIP engine; results come back as Evidence."""
 
-    def __init__(self, engine: SipEngine, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, engine: SipEngine, loop: asyncio.AbstractEventLoop, capacity: Capacity
+    ) -> None:
         self.engine = engine
         self.loop = loop
+        self.capacity = capacity
         self._legs: dict[str, _ProbeLeg] = {}
         self._ids = itertools.count(1)
         self._options_lock = asyncio.Lock()  # answers carry no token: one at a time
@@ -91,14 +97,18 @@ class Prober:
             self._resolve(probe, event.outcome, event.sip_code, event.q850)
 
     def _progress(self, leg: str, probe: _ProbeLeg, event: LegProgress) -> None:
-        if event.status == 180 or (event.status == 183 and not event.early_media):
-            probe.rang = True
+        record = probe.leg
+        record.heard(event.status)
+        cue = provisional_cue(event.status, early_media=event.early_media)
+        record.enter(LEG_TABLE[(record.state, cue)], self.loop.time())
+        if record.state is LegState.EARLY:
+            # Maybe an operator's "not in service" with the 404 after it: listen.
+            if probe.timer is None and record.early_deadline is not None:
+                probe.timer = self.loop.call_at(record.early_deadline,
+                                                self._announcement_over, leg, probe)  # fmt: skip
+        elif record.rang:
             self.engine.stop_leg(leg)
             self._resolve(probe, ProbeResult.PROGRESS, event.status)
-        elif event.status == 183 and probe.timer is None:
-            probe.rang = True
-            probe.timer = self.loop.call_later(probe.early_media_timeout,
-                                               self._announcement_over, leg, probe)  # fmt: skip
 
     def _heard_sit(self, probe: _ProbeLeg, sig: SitSignal) -> None:
         if probe.future.done():
@@ -123,7 +133,7 @@ class Prober:
                 datetime.now(UTC),
                 sip_code=sip_code,
                 q850=q850,
-                rang=probe.rang,
+                rang=probe.leg.rang,
             )
         )
 
@@ -135,10 +145,12 @@ class Prober:
 
     def can_call(self) -> bool:
         """True when a call probe would leave room for a customer's call."""
-        return CALL_LEGS - self.engine.legs_in_use() >= FREE_LEGS_FOR_A_CALL_PROBE
+        return self.capacity.room_for_probe(self.engine.legs_in_use())
 
-    async def call(self, target: Dial, *, wait_s: float = 20.0,
-                   early_media_timeout: float = 8.0) -> Evidence | None:  # fmt: skip
+    async def call(
+        self, target: Dial, *, wait_s: float = 20.0,
+        early_media_timeout: float = EARLY_MEDIA_TIMEOUT_S,
+    ) -> Evidence | None:  # fmt: skip
         """INVITE the target and CANCEL it as soon as it rings.
 
         Returns:
@@ -147,7 +159,10 @@ class Prober:
         if not self.can_call():
             return None
         leg = f"probe-{next(self._ids)}"
-        probe = _ProbeLeg(self.loop.create_future(), early_media_timeout)
+        now = self.loop.time()
+        record = LegRecord(leg, target, step=0, started_at=now, deadline=now + wait_s,
+                           early_media_timeout=early_media_timeout)  # fmt: skip
+        probe = _ProbeLeg(self.loop.create_future(), record)
         self._legs[leg] = probe
         logger.info("call probe {} to {} ({})", leg, target.name, target.label)
         self.engine.ring(leg, target)

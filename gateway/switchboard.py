@@ -2,32 +2,30 @@
 
 It owns the sessions, feeds them the engine's signals with the loop's
 monotonic time, carries out their actions and arms one timer per session
-at ``next_deadline()``. It decides nothing about failover itself: that is
-the sessions' (gateway/core/session.py).
+at ``next_deadline()``. It decides no caller's fate itself: the gate asks
+the admission policy (gateway/core/admission.py), every trunk call becomes a
+session whose first event is the intake's verdict (gateway/core/intake.py),
+and the session decides the rest (gateway/core/session.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
 
 from gateway.core import actions as act
-from gateway.core.causes import Outcome
+from gateway.core import intake
+from gateway.core.admission import Screening
+from gateway.core.causes import failed_locally
 from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed, VoicemailEnded
-from gateway.core.plan import Plan, VoicemailPlan, plan_call
+from gateway.core.plan import Plan, plan_call
 from gateway.core.session import CallInfo, CallSession, CallState
 from gateway.core.sit import outcome_of
-from gateway.sip.engine import (
-    CALL_LEGS,
-    IncomingSignal,
-    OptionsSignal,
-    RegistrationSignal,
-    SipEngine,
-)
+from gateway.sip.engine import IncomingSignal, InviteOffer, OptionsSignal, RegistrationSignal
 from gateway.sip.legs import CallerSignal, LegSignal, MediaChanged
 from gateway.sip.tap import SitSignal
 from gateway.voicemail.machine import AnsweringMachine, VoicemailCall
@@ -36,9 +34,12 @@ if TYPE_CHECKING:
     import asyncio
 
     from gateway.core.admission import Admission
+    from gateway.core.health import HealthState
+    from gateway.core.plan import Dial
     from gateway.probes import Prober
 
-RETRY_AFTER_S = 30  # told to the trunk when every leg is busy
+NO_PLAN = Plan(route="", steps=())  # a call no route took
+RATE_EVERY_S = 1.0  # the refused-sources rate is published at most this often
 
 
 class RulesView(Protocol):
@@ -50,6 +51,22 @@ class RulesView(Protocol):
     def route_for(self, to: str, from_: str | None) -> Any: ...
 
     def number(self, text: str) -> str: ...
+
+
+class CallEngine(Protocol):
+    """What the switchboard needs of the SIP engine (gateway/sip/engine.py; a fake in tests)."""
+
+    def poll(self) -> list[object]: ...
+    def legs_in_use(self) -> int: ...
+    def new_call_id(self) -> str: ...
+    def ring(self, leg: str, target: Dial, call_info: CallInfo | None = None) -> None: ...
+    def stop_leg(self, leg: str, code: int = 0) -> None: ...
+    def answer(self, call_id: str, code: int = 200) -> None: ...
+    def refuse(self, call_id: str, code: int, q850: int | None,
+               retry_after: int | None = None) -> None: ...  # fmt: skip
+    def hang_up_caller(self, call_id: str) -> None: ...
+    def connect(self, call_id: str, leg: str) -> bool: ...
+    def hang_up_all(self) -> None: ...
 
 
 StatusSink = Callable[[str, dict[str, Any]], None]  # the app's notify(kind, data)
@@ -69,7 +86,7 @@ class Switchboard:
 
     def __init__(
         self,
-        engine: SipEngine,
+        engine: CallEngine,
         rules: RulesView,
         admission: Admission,
         notify: StatusSink,
@@ -80,11 +97,14 @@ class Switchboard:
         self.admission = admission
         self.notify = notify
         self.loop = loop
-        self.health: dict[str, str] = {}
+        self.health: dict[str, HealthState] = {}  # the health monitor keeps it current
         self.on_registration: Callable[[RegistrationSignal], None] = lambda _sig: None
         self._calls: dict[str, _Call] = {}
         self._leg_owner: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[str]] = set()
+        self._tasks: set[asyncio.Task[VoicemailEnded]] = set()
+        self._turned_away: list[tuple[InviteOffer, Screening]] = []
+        self._active_published = 0  # calls.active is published when it changes
+        self._rate_published: tuple[float, int] = (float("-inf"), 0)
         self.machine: AnsweringMachine | None = None
         self.prober: Prober | None = None
 
@@ -92,12 +112,18 @@ class Switchboard:
     def active_calls(self) -> int:
         return len(self._calls)
 
-    def gate(self, source: str) -> bool:
-        """pjsua's account selection asks this for every new INVITE."""
-        ok = self.admission.admit(source, self.engine.legs_in_use(), self.loop.time())
-        if not ok:
-            logger.info("INVITE from {} refused before any dialog (source or capacity)", source)
-        return ok
+    def gate(self, offer: InviteOffer) -> bool:
+        """pjsua's account selection asks this for every new INVITE (inside pjsua: no I/O).
+
+        A trunk caller turned away here is a call like any other: it is
+        logged on the next ``pump``. Strangers and floods are only counted.
+        """
+        now = self.loop.time()
+        screening = self.admission.screen(offer.source, offer.sip_call_id,
+                                          self.engine.legs_in_use(), now)  # fmt: skip
+        if screening.turned_away:
+            self._turned_away.append((offer, screening))
+        return screening is Screening.ADMIT
 
     # -- signals from the engine ---------------------------------------------------
 
@@ -108,6 +134,10 @@ class Switchboard:
                 self._dispatch(signal)
             except Exception:  # noqa: BLE001 - one bad signal must not stop every call
                 logger.opt(exception=True).error("error handling {}", signal)
+        turned_away, self._turned_away = self._turned_away, []
+        for offer, screening in turned_away:
+            self._turn_away(offer, screening)
+        self._publish_refused_rate()
 
     def _dispatch(self, signal: object) -> None:
         if self.prober is not None:
@@ -131,52 +161,48 @@ class Switchboard:
             self.on_registration(signal)
 
     def _on_incoming(self, sig: IncomingSignal) -> None:
-        # Trunks send national forms, tel: and user=phone URIs: from here on,
-        # routes, the call log and the feed see E.164 (the rules' country).
-        sig = replace(sig, caller=self.rules.number(sig.caller),
-                      called=tuple(dict.fromkeys(map(self.rules.number, sig.called))))  # fmt: skip
-        found = self._plan_for(sig)
-        if found is None:
-            logger.info(
-                "call {} from {} to {}: no route, refused 404",
-                sig.call_id,
-                sig.caller,
-                "/".join(sig.called) or "?",
-            )
-            self.engine.refuse(sig.call_id, 404, 1)
-            return
-        called, plan = found
-        if self._no_leg_left(plan):
-            logger.warning("call {} refused: every call leg is in use", sig.call_id)
-            self.engine.refuse(sig.call_id, 503, 42, retry_after=RETRY_AFTER_S)
-            return
-        session = CallSession(CallInfo(sig.call_id, sig.caller, called), plan, self.loop.time())
-        self._calls[sig.call_id] = _Call(session, rules=self.rules)
-        self._notify_active()
-        self._apply(sig.call_id, session.start(self.loop.time()))
+        caller, candidates = self._e164(sig.caller, sig.called)
+        called, plan = self._plan_for(sig.call_id, candidates, caller)
+        verdict = intake.verdict(plan, self.engine.legs_in_use(), self.admission.capacity)
+        self._open(CallInfo(sig.call_id, caller, called), plan, verdict)
 
-    def _plan_for(self, sig: IncomingSignal) -> tuple[str, Plan] | None:
-        """The called number a route takes, and the plan for the call."""
+    def _e164(self, caller: str, called: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+        """Trunks send national forms, tel: and user=phone URIs: from here on,
+        routes, the call log and the feed see E.164 (the rules' country)."""
+        numbers = tuple(dict.fromkeys(map(self.rules.number, called)))
+        return self.rules.number(caller), numbers
+
+    def _turn_away(self, offer: InviteOffer, screening: Screening) -> None:
+        """A trunk caller the gate refused (pjsua answered 480): into the log as refused."""
+        call_id = self.engine.new_call_id()
+        caller, candidates = self._e164(offer.caller, offer.called)
+        called, plan = self._plan_for(call_id, candidates, caller)
+        self._open(CallInfo(call_id, caller, called), plan, intake.turned_away(screening))
+
+    def _open(self, info: CallInfo, plan: Plan | None, verdict: Event) -> None:
+        """A session for every trunk call; its first event is the intake's verdict."""
+        now = self.loop.time()
+        session = CallSession(info, plan or NO_PLAN, now)
+        self._calls[info.call_id] = _Call(session, rules=self.rules)
+        self._apply(info.call_id, session.handle(verdict, now))
+        self._notify_active()  # a call refused at once was never active
+
+    def _plan_for(
+        self, call_id: str, candidates: tuple[str, ...], caller: str
+    ) -> tuple[str, Plan | None]:
+        """The called number a route takes and the call's plan; (first candidate, None): none."""
         # Schedules are wall-clock time in the rules' zone: the route is chosen
         # with the real time now (the loop's clock is monotonic, not a date).
         rules: Any = self.rules
         now = datetime.now(UTC)
-        for called in sig.called:
-            plan = plan_call(rules, called, sig.caller, now, self.health)
+        for called in candidates:
+            plan = plan_call(rules, called, caller, now, self.health)
             if plan is not None:
                 mode, source = rules.active_mode
                 if mode != "normal":
-                    logger.info("call {}: mode {} (set by {})", sig.call_id, mode, source)
+                    logger.info("call {}: mode {} (set by {})", call_id, mode, source)
                 return called, plan
-        return None
-
-    def _no_leg_left(self, plan: Plan) -> bool:
-        """Nothing to ring with and no voicemail to fall back on: refuse at once."""
-        if self.engine.legs_in_use() < CALL_LEGS:
-            return False
-        # With a voicemail step, the rings fail at once (no leg) and the caller
-        # leaves a message: voicemail needs no leg of its own.
-        return not any(isinstance(step, VoicemailPlan) for step in plan.steps)
+        return (candidates[0] if candidates else ""), None
 
     def _on_leg(self, sig: LegSignal) -> None:
         call_id = self._leg_owner.get(sig.leg)
@@ -239,24 +265,25 @@ class Switchboard:
                 self._try_bridge(call_id, call)
             case act.HangUpCaller():
                 self.engine.hang_up_caller(call_id)
-            case act.Refuse(code, q850):
-                self.engine.refuse(call_id, code, q850)
+            case act.Refuse(code, q850, retry_after):
+                self.engine.refuse(call_id, code, q850, retry_after)
             case act.StartVoicemail(box, why):
                 self._start_voicemail(call_id, box, why)
 
-    def _ring(self, call_id: str, call: _Call, leg: str, target: Any) -> None:
-        if self.engine.legs_in_use() >= CALL_LEGS:
+    def _ring(self, call_id: str, call: _Call, leg: str, target: Dial) -> None:
+        self._leg_owner[leg] = call_id
+        call.legs.add(leg)
+        if not self.admission.capacity.room_for_leg(self.engine.legs_in_use()):
             # Never let pjsua hit its own limit: this leg fails here, at once.
             logger.warning("leg {} to {} not rung: every call leg is in use", leg, target.name)
             self.loop.call_soon(self._leg_failed_locally, leg)
-        self._leg_owner[leg] = call_id
-        call.legs.add(leg)
-        if self.engine.legs_in_use() < CALL_LEGS:
-            logger.info("call {}: ringing {} ({})", call_id, target.name, target.label)
-            self.engine.ring(leg, target, call.session.info)
+            return
+        logger.info("call {}: ringing {} ({})", call_id, target.name, target.label)
+        self.engine.ring(leg, target, call.session.info)
 
     def _leg_failed_locally(self, leg: str) -> None:
-        self._on_leg(LegSignal(leg, LegFailed(leg, Outcome.UNREACHABLE)))
+        failed = failed_locally()
+        self._on_leg(LegSignal(leg, LegFailed(leg, failed.outcome, failed.sip_code, failed.q850)))
 
     def _try_bridge(self, call_id: str, call: _Call) -> None:
         if call.bridge_leg and self.engine.connect(call_id, call.bridge_leg):
@@ -268,8 +295,8 @@ class Switchboard:
         config = call.rules.voicemail.get(box) if call.rules is not None else None
         if self.machine is None or config is None:
             logger.error("call {}: voicemail box {} is not available", call_id, box)
-            self.engine.refuse(call_id, 480, 19)
-            self.loop.call_soon(self._voicemail_done, call_id, "unavailable")
+            unavailable = VoicemailEnded("unavailable", stored=False)
+            self.loop.call_soon(self._voicemail_done, call_id, unavailable)
             return
         info = call.session.info
         taking = VoicemailCall(call_id, info.caller, info.called, call.session.plan.route, box, why)
@@ -277,7 +304,7 @@ class Switchboard:
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._voicemail_task_done(call_id, t))
 
-    def _voicemail_task_done(self, call_id: str, task: asyncio.Task[str]) -> None:
+    def _voicemail_task_done(self, call_id: str, task: asyncio.Task[VoicemailEnded]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
@@ -285,11 +312,12 @@ class Switchboard:
         if error is not None:
             logger.opt(exception=error).error("call {}: voicemail failed", call_id)
             self.engine.hang_up_caller(call_id)
-        self._voicemail_done(call_id, "error" if error else task.result())
+        ended = VoicemailEnded("error", stored=False) if error else task.result()
+        self._voicemail_done(call_id, ended)
 
-    def _voicemail_done(self, call_id: str, why: str) -> None:
+    def _voicemail_done(self, call_id: str, ended: VoicemailEnded) -> None:
         if call_id in self._calls:
-            self._feed(call_id, VoicemailEnded(why=why))
+            self._feed(call_id, ended)
 
     # -- timers and bookkeeping -------------------------------------------------------
 
@@ -313,7 +341,20 @@ class Switchboard:
             self._notify_active()
 
     def _notify_active(self) -> None:
-        self.notify("calls.active", {"count": len(self._calls)})
+        if self._active_published != len(self._calls):
+            self._active_published = len(self._calls)
+            self.notify("calls.active", {"count": len(self._calls)})
+
+    def _publish_refused_rate(self) -> None:
+        """INVITEs refused before any dialog (strangers, floods) in the last minute: a rate."""
+        now = self.loop.time()
+        at, published = self._rate_published
+        if now - at < RATE_EVERY_S:
+            return
+        count = self.admission.refused.per_minute(now)
+        if count != published:
+            self._rate_published = (now, count)
+            self.notify("calls.refused_sources", {"per_minute": count})
 
     def hang_up_everything(self) -> None:
         """Shutdown: end every call now (BYE, CANCEL or 503 to the caller)."""

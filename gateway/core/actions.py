@@ -53,7 +53,8 @@ class Refuse:
     """Answer the caller with a final error and a ``Reason: Q.850`` header."""
 
     sip_code: int
-    q850: int
+    q850: int | None
+    retry_after: int | None = None  # seconds: "try again later" (RFC 3261 20.33)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,96 @@
-"""Which INVITEs may become calls: trunk sources only, a per-source rate, free legs.
+"""Which INVITEs may take a call slot, and how the engine's slots are shared.
 
-Decided inside pjsua's account selection, before pjsua creates a dialog, a
-call slot or a media socket, so a refused INVITE costs nothing but a
-stateless 480. Pure: the caller passes the time and the legs in use.
+``Admission.screen`` runs inside pjsua's account selection, before pjsua
+creates a dialog, a call slot or a media socket, so an INVITE it turns away
+costs nothing but a stateless 480. It sorts every INVITE into one of:
+
+- a stranger (not a trunk address) or a flood (over the per-source rate):
+  refused before any dialog, only *counted* (a flood must not cost a log
+  line each); the count is published as ``refused_sources_per_minute``;
+- a trunk caller with no call slot left, or while the gateway stops: a
+  caller turned away, logged like every other call (gateway/core/intake.py);
+- a retransmission of an INVITE already turned away: the same caller, once;
+- admitted: the intake decides its fate once its inbound leg exists.
+
+``Capacity`` is the one place that says how many legs a call, a ring or a
+probe may take. Pure: the caller passes the time and the legs in use.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+ENGINE_SLOTS = 4  # PJSUA_MAX_CALLS in the pjsua2 wheel (docs/limits.md)
+REPEAT_WINDOW_S = 32.0  # 64*T1: how long a UAC may retransmit an INVITE (RFC 3261 17.1.1.2)
+PROBE_LEGS = 3  # a call probe's leg, plus a customer's call and its first ring
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """How the call legs are shared (docs/limits.md).
+
+    ``legs``: the legs calls may use, inbound and outbound together
+    (``CALL_LEGS`` of gateway/sip/limits.py: the engine's slots but the one
+    kept free so that every INVITE reaches the gate).
+    """
+
+    legs: int
+
+    def room_for_caller(self, legs_in_use: int) -> bool:
+        """A new caller's inbound leg fits."""
+        return legs_in_use < self.legs
+
+    def room_for_leg(self, legs_in_use: int) -> bool:
+        """One more outgoing leg fits."""
+        return legs_in_use < self.legs
+
+    def room_for_probe(self, legs_in_use: int) -> bool:
+        """A call probe leaves room for a customer's call and its first ring."""
+        return self.legs - legs_in_use >= PROBE_LEGS
+
+
+class Screening(StrEnum):
+    """What the gate makes of one INVITE."""
+
+    ADMIT = "admit"
+    STRANGER = "stranger"  # not from the trunk: counted, not logged
+    FLOOD = "flood"  # over the per-source rate: counted, not logged
+    FULL = "full"  # a trunk caller with no slot left: turned away, logged
+    STOPPING = "stopping"  # a trunk caller while the gateway stops: turned away, logged
+    REPEAT = "repeat"  # a retransmission of an INVITE turned away already
+
+    @property
+    def turned_away(self) -> bool:
+        """A trunk caller refused at the gate: a call for the log."""
+        return self in {Screening.FULL, Screening.STOPPING}
+
+
+@dataclass
+class RefusalRate:
+    """INVITEs refused as strangers or floods in the last minute, in 1 s buckets.
+
+    Buckets, not timestamps: a flood of 20,000 INVITEs/s costs 60 counters.
+    """
+
+    _buckets: deque[list[int]] = field(default_factory=deque)  # [second, count]
+
+    def note(self, now: float) -> None:
+        second = int(now)
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += 1
+        else:
+            self._buckets.append([second, 1])
+        self._forget(now)
+
+    def per_minute(self, now: float) -> int:
+        self._forget(now)
+        return sum(count for _, count in self._buckets)
+
+    def _forget(self, now: float) -> None:
+        while self._buckets and self._buckets[0][0] <= int(now) - 60:
+            self._buckets.popleft()
 
 
 @dataclass
@@ -17,29 +99,47 @@ class Admission:
 
     Args:
         sources: the IP addresses of the trunk; every other source is refused.
-        max_legs: call legs the SIP engine has in total (inbound + outbound).
+        capacity: how the engine's slots are shared.
         per_minute: INVITEs accepted from one source in any 60 s window; the
             trunk's own address passes the source check, so a flood from it
             (or through it) is bounded here.
     """
 
     sources: frozenset[str]
-    max_legs: int = 4
+    capacity: Capacity
     per_minute: int = 120
     accepting: bool = True
+    refused: RefusalRate = field(default_factory=RefusalRate)
     _recent: dict[str, deque[float]] = field(default_factory=dict)
+    _turned_away: dict[str, float] = field(default_factory=dict)  # SIP Call-ID -> when
 
-    def admit(self, source: str, legs_in_use: int, now: float) -> bool:
-        """True when an INVITE from ``source`` may take a call slot.
+    def screen(self, source: str, sip_call_id: str, legs_in_use: int, now: float) -> Screening:
+        """Sort one INVITE (see the module docstring); count the strangers and floods."""
+        screening = self._screen(source, sip_call_id, legs_in_use, now)
+        if screening in {Screening.STRANGER, Screening.FLOOD}:
+            self.refused.note(now)
+        elif screening.turned_away:
+            self._turned_away[sip_call_id] = now
+        return screening
 
-        A full engine is refused here, so pjsua never reaches its own limit
-        (where it would answer 486 by itself).
-        """
-        if not self.accepting or source not in self.sources:
-            return False
-        if legs_in_use >= self.max_legs:
-            return False
-        return self._within_rate(source, now)
+    def _screen(self, source: str, sip_call_id: str, legs_in_use: int, now: float) -> Screening:
+        if source not in self.sources:
+            return Screening.STRANGER
+        if self._repeated(sip_call_id, now):
+            return Screening.REPEAT
+        if not self._within_rate(source, now):
+            return Screening.FLOOD
+        if not self.accepting:
+            return Screening.STOPPING
+        if not self.capacity.room_for_caller(legs_in_use):
+            return Screening.FULL
+        return Screening.ADMIT
+
+    def _repeated(self, sip_call_id: str, now: float) -> bool:
+        for call_id, at in list(self._turned_away.items()):
+            if at <= now - REPEAT_WINDOW_S:
+                del self._turned_away[call_id]
+        return bool(sip_call_id) and sip_call_id in self._turned_away
 
     def _within_rate(self, source: str, now: float) -> bool:
         recent = self._recent.setdefault(source, deque())

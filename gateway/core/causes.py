@@ -128,6 +128,29 @@ def _outcome_of_status(status: int) -> Outcome:
     return Outcome.FAILED
 
 
+def failed_locally() -> Classified:
+    """A leg that never left: pjsua would not send its INVITE (a URI it cannot
+    dial, no transport for it) or no call leg was free. The target was not
+    reached, so failover treats it like any unreachable one."""
+    return Classified(Outcome.UNREACHABLE, None, None)
+
+
+def no_final_response(code: int | None) -> Classified:
+    """A leg that ended with no final response from the far end: a transport
+    failure or timer B (RFC 3261 17.1.1.2); pjsua reports 408 or 503 for those."""
+    return Classified(Outcome.UNREACHABLE, code or None, None)
+
+
+def ring_timed_out(*, heard_anything: bool) -> Outcome:
+    """How a leg that ran out of time ended.
+
+    Nothing at all from the next hop is ``unreachable`` (as timer B would say,
+    only sooner); anything heard, even an announcement that never ends, is
+    ``no_answer``.
+    """
+    return Outcome.NO_ANSWER if heard_anything else Outcome.UNREACHABLE
+
+
 def response_for(outcome: Outcome) -> tuple[int, int]:
     """The (SIP status, Q.850 cause) to send a caller whose call ended so.
 

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from gateway.core.causes import Outcome
+    from gateway.core.intake import Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class CallAdmitted:
+    """The intake let the trunk's call in: run its plan."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRefused:
+    """The intake refused the trunk's call (gateway/core/intake.py)."""
+
+    reason: Refusal
+    sip_code: int
+    q850: int | None = None
+    retry_after: int | None = None  # seconds, for a Retry-After header (RFC 3261 20.33)
+    # pjsua's account selection already answered it (a stateless 480, before
+    # any dialog existed): the call is logged, nothing more is sent.
+    answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +67,36 @@ class CallerHungUp:
     """The caller sent CANCEL (while ringing) or BYE (after answer)."""
 
 
+VoicemailEnd = Literal["hangup", "silence", "max_length", "no_audio", "error", "unavailable"]
+
+
 @dataclass(frozen=True, slots=True)
 class VoicemailEnded:
-    """The voicemail recording is over (hang-up, silence, max length)."""
+    """The voicemail is over.
 
-    why: str = "hangup"
+    ``why``: the caller hung up, silence, the length limit, no audio came,
+    the recorder or spool failed, or ``unavailable``: the box could take no
+    message, so the caller was not answered at all. ``stored``: a message
+    was committed to the spool.
+    """
+
+    why: VoicemailEnd
+    stored: bool
 
 
-Event = LegProgress | LegAnswered | LegFailed | LegEnded | CallerHungUp | VoicemailEnded
+@dataclass(frozen=True, slots=True)
+class DeadlinePassed:
+    """The session's ``next_deadline()`` has come (``handle_timer``)."""
+
+
+Event = (
+    CallAdmitted
+    | CallRefused
+    | LegProgress
+    | LegAnswered
+    | LegFailed
+    | LegEnded
+    | CallerHungUp
+    | VoicemailEnded
+    | DeadlinePassed
+)

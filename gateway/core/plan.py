@@ -1,11 +1,13 @@
 """Rules + call + health + now -> Plan: the steps one call will go through.
 
-The planner is where "skip a route we know is dead" happens: a target whose
-health is ``unassigned`` or ``down`` is left out of a ring step (unless the
-step says ``ring_if_down``), a ring step left with no target is dropped, and
-when nothing is left to ring the plan still ends in voicemail if the route has
-one. The session never looks at rules or health again: a call runs on the plan
-it started with, so a rule reload never changes a call in progress.
+The planner is where "skip a route we know is dead" happens: a *probed* target
+whose health is ``unassigned`` or ``down`` is left out of a ring step (unless
+the step says ``ring_if_down``). Only a probed target may be skipped: with no
+probe, a skipped target would never be tried again, so never recover. A ring
+step left with no target is dropped, and when nothing is left to ring the plan
+still ends in voicemail if the route has one. The session never looks at rules
+or health again: a call runs on the plan it started with, so a rule reload
+never changes a call in progress.
 
 The mode (docs/rules.md "Modes") is applied here too: ``force-backup`` leaves
 the main line out of every ring step (a step left empty is dropped), ``closed``
@@ -19,6 +21,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from gateway.core.causes import FAILURES, Outcome
+from gateway.core.health import DEAD
+from gateway.core.rules_values import MODES, Mode
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,8 +30,9 @@ if TYPE_CHECKING:
 
     from gateway.core.rules import Rules
 
-DEAD_HEALTH: frozenset[str] = frozenset({"unassigned", "down"})
-MODES: frozenset[str] = frozenset({"normal", "force-backup", "closed"})
+DEAD_HEALTH = DEAD  # the health states a plan skips a probed target for (core/health.py)
+RING_TIMEOUT_S = 30.0  # how long a leg rings when the step does not say
+EARLY_MEDIA_TIMEOUT_S = 8.0  # how long a 183 announcement may last when the step does not say
 
 
 class RingMode(StrEnum):
@@ -62,8 +67,8 @@ class RingPlan:
 
     mode: RingMode
     targets: tuple[Dial, ...]
-    timeout: float = 30.0
-    early_media_timeout: float = 8.0
+    timeout: float = RING_TIMEOUT_S
+    early_media_timeout: float = EARLY_MEDIA_TIMEOUT_S
     failover_on: frozenset[Outcome] = FAILURES
     skipped: tuple[str, ...] = ()  # names left out because their health is dead
 
@@ -98,7 +103,7 @@ class Plan:
 
     route: str
     steps: tuple[PlanStep, ...]
-    mode: str = "normal"
+    mode: Mode = "normal"
     skipped: tuple[str, ...] = ()  # targets left out because their health is dead
 
 
@@ -150,7 +155,7 @@ def plan_steps(  # noqa: PLR0913 - the route, the rules' parts and the call's co
     targets: Mapping[str, object],
     health: Mapping[str, str] | None = None,
     *,
-    mode: str = "normal",
+    mode: Mode = "normal",
     main: frozenset[str] = frozenset(),
 ) -> Plan:
     """Turn a route's steps into a Plan, leaving out targets known dead.
@@ -182,7 +187,7 @@ def plan_steps(  # noqa: PLR0913 - the route, the rules' parts and the call's co
             planned.append(VoicemailPlan(box=box))
             continue
         ring = _ring_plan(step, targets, health, left_out)
-        dead += [n for n in ring.skipped if health.get(n, "unknown") in DEAD_HEALTH]
+        dead += [n for n in ring.skipped if health.get(n, "unknown") in DEAD]
         if ring.targets and mode != "closed":
             planned.append(ring)
     return Plan(route_name, tuple(planned), mode, skipped=tuple(dict.fromkeys(dead)))
@@ -194,12 +199,12 @@ def _ring_plan(
     mode, all_names = _mode_and_names(step)
     names = tuple(n for n in all_names if n not in left_out)
     ring_if_down = bool(getattr(step, "ring_if_down", False))
-    alive = [n for n in names if ring_if_down or health.get(n, "unknown") not in DEAD_HEALTH]
+    alive = [n for n in names if ring_if_down or health.get(n, "unknown") not in DEAD]
     return RingPlan(
         mode=mode,
         targets=tuple(dial_of(n, targets[n]) for n in alive),
-        timeout=float(getattr(step, "timeout", 30.0)),
-        early_media_timeout=float(getattr(step, "early_media_timeout", 8.0)),
+        timeout=float(getattr(step, "timeout", RING_TIMEOUT_S)),
+        early_media_timeout=float(getattr(step, "early_media_timeout", EARLY_MEDIA_TIMEOUT_S)),
         failover_on=frozenset(getattr(step, "failover_on", FAILURES)),
         skipped=tuple(n for n in names if n not in alive),
     )

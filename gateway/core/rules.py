@@ -36,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from ruamel.yaml.comments import CommentedMap
 
 from gateway.core.causes import FAILURES, Outcome
+from gateway.core.plan import EARLY_MEDIA_TIMEOUT_S, RING_TIMEOUT_S
 from gateway.core.rules_errors import (
     Problem,
     RulesError,
@@ -151,9 +152,10 @@ class UriTarget(_Strict):
 
 
 class _RingOptions(_Strict):
-    timeout: Duration = Field(default=30.0, description="how long each leg may ring")
+    timeout: Duration = Field(default=RING_TIMEOUT_S, description="how long each leg may ring")
     early_media_timeout: Duration = Field(
-        default=8.0, description="how long a 183 announcement may last before the leg is given up"
+        default=EARLY_MEDIA_TIMEOUT_S,
+        description="how long a 183 announcement may last before the leg is given up",
     )
     failover_on: frozenset[FailoverOutcome] = Field(
         default=FAILURES, description="outcomes that move on to the next step"

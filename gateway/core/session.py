@@ -1,29 +1,44 @@
 """One call's state machine: events and the time in, actions out.
 
-Everything that affects a call's state lives in this module; ``_TABLE`` at the
-bottom is the whole transition table. Invariants:
+Everything that affects a call's state lives in this module. The two tables
+at the bottom are the whole machine: ``TABLE`` says, for a call in a state
+and an event, which states it may go to and which handler decides among
+them; ``LEG_TABLE`` says where one outgoing leg goes on what it hears. "What
+happens on a 404 from the main line?": the leg table closes the leg
+(``FAILED``), and the row ``(RINGING, LegFailed)`` rings the next target in
+turn, moves to the next step (ring or voicemail), or refuses the caller.
+Invariants (re-checked after every event and timer by tests/unit/callcore.py):
 
 - The session never sleeps and never reads a clock: every entry point takes
   ``now`` (monotonic seconds) and ``next_deadline()`` says when it next wants
   ``handle_timer``. The adapter arms one timer per session.
+- Every trunk call starts ``OFFERED`` and its first event is the intake's
+  verdict (gateway/core/intake.py); every call ends in exactly one
+  ``call.ended`` whose ``result`` is the truth: ``answered``, ``voicemail``
+  (only when a message was stored), ``abandoned``, ``failed`` or
+  ``refused`` (with the ``reason``).
+- A handler returns the state it leads to; ``handle`` checks it against its
+  row, so a row lists every state its event can lead to.
 - A leg is *open* from ``Ring`` until the session has decided its outcome.
   Closing a leg (CANCEL, loss of a race, timeout) is the session's decision;
   whatever the network says about a closed leg afterwards (the 487 that
   answers our CANCEL, a 200 that crossed it) is late news: a late 200 is
   hung up, anything else ignored.
 - The caller is answered at most once: ``Bridge`` (200), ``StartVoicemail``
-  (200) or ``Refuse`` (final error), and only while the caller is there.
+  (200 once the box can take a message) or ``Refuse`` (final error, also
+  after a box that could not), and only while the caller is there.
 - Audio of an unanswered leg is never connected to the caller: early media
   from a route that may fail over is never heard (DESIGN.md, outcomes).
-- Once ``ENDED``, the session returns no more actions but ``HangUp`` for a
-  late answer.
+- ``RINGING`` holds exactly while a leg is open, and only then is there a
+  deadline. Once ``ENDED``, the session returns no more actions but
+  ``HangUp`` for a late answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.actions import (
     Action,
@@ -39,7 +54,10 @@ from gateway.core.actions import (
 )
 from gateway.core.causes import Outcome, response_for
 from gateway.core.events import (
+    CallAdmitted,
     CallerHungUp,
+    CallRefused,
+    DeadlinePassed,
     Event,
     LegAnswered,
     LegEnded,
@@ -48,14 +66,18 @@ from gateway.core.events import (
     VoicemailEnded,
 )
 from gateway.core.plan import Plan, RingMode, RingPlan, VoicemailPlan
-from gateway.core.step import LegRecord, LegState, StepRun
+from gateway.core.step import LegCue, LegRecord, LegState, StepRun, provisional_cue
 
-CLOSED_Q850 = 31  # "normal, unspecified": the business is closed, nothing failed
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+VOICEMAIL_UNAVAILABLE = "voicemail_unavailable"  # reason of a call whose box took no message
 
 
 class CallState(StrEnum):
     """Where a call is."""
 
+    OFFERED = "offered"  # the trunk's INVITE is in; the intake's verdict comes first
     RINGING = "ringing"  # a ring step is running; the caller hears ringback
     BRIDGED = "bridged"  # caller and one leg talk
     VOICEMAIL = "voicemail"  # the caller leaves a message
@@ -71,6 +93,9 @@ class CallInfo:
     called: str
 
 
+Go = tuple[CallState, list[Action]]  # where a handler leads, and what to do on the way
+
+
 @dataclass
 class CallSession:
     """The failover logic of one call (sans-IO)."""
@@ -78,7 +103,7 @@ class CallSession:
     info: CallInfo
     plan: Plan
     started_at: float
-    state: CallState = CallState.RINGING
+    state: CallState = CallState.OFFERED
     step_index: int = -1
     run: StepRun | None = None
     answered_leg: str | None = None
@@ -90,31 +115,24 @@ class CallSession:
     # -- entry points --------------------------------------------------------
 
     def start(self, now: float) -> list[Action]:
-        """Begin the call: ringback to the caller and the first step."""
-        actions: list[Action] = [
-            Notify(
-                "call.incoming",
-                self._ids(caller=self.info.caller, called=self.info.called, route=self.plan.route),
-            ),
-            SendRinging(),
-        ]
-        return actions + self._next_step(now, from_names=None)
+        """Begin an admitted call: ringback to the caller and the first step."""
+        return self.handle(CallAdmitted(), now)
 
     def handle(self, event: Event, now: float) -> list[Action]:
-        """Take one event from the network and return what to do."""
-        transition = _TABLE.get((self.state, type(event)))
-        if transition is None:
+        """Take one event (the intake's verdict, the network's news) and return what to do."""
+        row = TABLE.get((self.state, type(event)))
+        if row is None or self._is_late(event):
             return self._late(event)
-        return transition(self, event, now)
+        state, actions = row.handler(self, event, now)
+        assert state in row.leads_to, f"{self.state} -{type(event).__name__}-> {state}"
+        self.state = state
+        if state is not CallState.RINGING:
+            self.run = None
+        return actions
 
     def handle_timer(self, now: float) -> list[Action]:
         """Act on every deadline that has passed."""
-        if self.state is not CallState.RINGING or self.run is None:
-            return []
-        actions: list[Action] = []
-        for leg in self.run.expired_legs(now):
-            actions += self._close_leg(leg, LegFailed(leg.leg, leg.timeout_outcome()), cancel=True)
-        return actions + self._after_leg_closed(now)
+        return self.handle(DeadlinePassed(), now)
 
     def next_deadline(self) -> float | None:
         """When ``handle_timer`` must next be called, or None."""
@@ -130,71 +148,92 @@ class CallSession:
     def legs(self) -> tuple[LegRecord, ...]:
         return tuple(self._legs.values())
 
+    # -- the intake's verdict ----------------------------------------------------
+
+    def _on_admitted(self, event: CallAdmitted, now: float) -> Go:
+        del event
+        actions: list[Action] = [self._incoming(), SendRinging()]
+        state, more = self._next_step(now, from_names=None)
+        return state, actions + more
+
+    def _on_refused(self, event: CallRefused, now: float) -> Go:
+        actions: list[Action] = [self._incoming()]
+        if not event.answered:
+            actions.append(Refuse(event.sip_code, event.q850, event.retry_after))
+        return self._end("refused", now, actions, reason=event.reason.value,
+                         sip_code=event.sip_code, q850=event.q850)  # fmt: skip
+
     # -- ringing -------------------------------------------------------------
 
-    def _on_progress(self, event: Event, now: float) -> list[Action]:
-        assert isinstance(event, LegProgress)
-        leg = self._open_leg(event.leg)
-        if leg is not None and self.run is not None:
-            self.run.progress(leg, early_media=event.early_media, now=now, status=event.status)
-        return []
+    def _on_progress(self, event: LegProgress, now: float) -> Go:
+        leg = self._legs[event.leg]
+        leg.heard(event.status)
+        _move(leg, provisional_cue(event.status, early_media=event.early_media), now)
+        return CallState.RINGING, []
 
-    def _on_answered(self, event: Event, now: float) -> list[Action]:
-        del now  # every transition takes the time; this one needs none
-        assert isinstance(event, LegAnswered)
-        leg = self._open_leg(event.leg)
-        if leg is None:
-            return self._late(event)
-        leg.close(Outcome.ANSWERED, 200, None)
+    def _on_answered(self, event: LegAnswered, now: float) -> Go:
+        leg = self._legs[event.leg]
+        _move(leg, LegCue.ANSWERED, now)
+        leg.settle(Outcome.ANSWERED, 200, None)
         self.answered_leg = leg.leg
-        self.state = CallState.BRIDGED
         self.result = "answered"
         actions: list[Action] = [Notify("call.leg", leg.as_event(self.info.call_id))]
-        actions += self._close_others(leg.leg)
-        return [
-            *actions,
-            Bridge(leg.leg),
-            Notify("call.answered", self._ids(target=leg.target.name)),
-        ]
+        actions += self._close_others(leg.leg, now)
+        answered = Notify("call.answered", self._ids(target=leg.target.name))
+        return CallState.BRIDGED, [*actions, Bridge(leg.leg), answered]
 
-    def _on_failed(self, event: Event, now: float) -> list[Action]:
-        assert isinstance(event, LegFailed)
-        leg = self._open_leg(event.leg)
-        if leg is None:
-            return []
-        actions = self._close_leg(leg, event, cancel=False)
-        return actions + self._after_leg_closed(now)
+    def _on_failed(self, event: LegFailed, now: float) -> Go:
+        leg = self._legs[event.leg]
+        actions = self._close_leg(leg, event, LegCue.FAILED, now)
+        state, more = self._after_leg_closed(now)
+        return state, actions + more
 
-    def _on_caller_gone_ringing(self, event: Event, now: float) -> list[Action]:
+    def _on_deadline(self, event: DeadlinePassed, now: float) -> Go:
         del event
-        return [*self._close_others(None), *self._end("abandoned", now)]
+        assert self.run is not None
+        actions: list[Action] = []
+        for leg in self.run.expired_legs(now):
+            timed_out = LegFailed(leg.leg, leg.timeout_outcome())
+            actions += [Cancel(leg.leg), *self._close_leg(leg, timed_out, LegCue.TIMED_OUT, now)]
+        state, more = self._after_leg_closed(now)
+        return state, actions + more
+
+    def _on_caller_gone_ringing(self, event: CallerHungUp, now: float) -> Go:
+        del event
+        return self._end("abandoned", now, self._close_others(None, now))
 
     # -- bridged and voicemail -------------------------------------------------
 
-    def _on_caller_gone_bridged(self, event: Event, now: float) -> list[Action]:
+    def _on_caller_gone_bridged(self, event: CallerHungUp, now: float) -> Go:
         del event
         assert self.answered_leg is not None
-        return [HangUp(self.answered_leg), *self._end("answered", now)]
+        return self._end("answered", now, [HangUp(self.answered_leg)])
 
-    def _on_leg_gone_bridged(self, event: Event, now: float) -> list[Action]:
-        leg = getattr(event, "leg", None)
-        if leg != self.answered_leg:
-            return self._late(event)
-        return [HangUpCaller(), *self._end("answered", now)]
+    def _on_leg_gone_bridged(self, event: LegEnded | LegFailed, now: float) -> Go:
+        del event  # only the answered leg is not late news here
+        return self._end("answered", now, [HangUpCaller()])
 
-    def _on_voicemail_ended(self, event: Event, now: float) -> list[Action]:
-        assert isinstance(event, VoicemailEnded)
-        return self._end("voicemail", now)
+    def _on_voicemail_ended(self, event: VoicemailEnded, now: float) -> Go:
+        if event.stored:
+            return self._end("voicemail", now, [])
+        if event.why == "unavailable":
+            # The box took no message and the caller was never answered.
+            code, cause = response_for(Outcome.NO_ANSWER)
+            return self._end("failed", now, [Refuse(code, cause)], reason=VOICEMAIL_UNAVAILABLE,
+                             sip_code=code, q850=cause)  # fmt: skip
+        if event.why in {"no_audio", "error"}:
+            return self._end("failed", now, [], reason=f"voicemail_{event.why}")
+        return self._end("abandoned", now, [])  # hung up, or too short to be a message
 
-    def _on_caller_gone_voicemail(self, event: Event, now: float) -> list[Action]:
+    def _on_caller_gone_voicemail(self, event: CallerHungUp, now: float) -> Go:
         # The voicemail adapter finishes the recording on hang-up and then
         # reports VoicemailEnded; nothing to decide here.
         del event, now
-        return []
+        return CallState.VOICEMAIL, []
 
     # -- steps ---------------------------------------------------------------
 
-    def _next_step(self, now: float, from_names: tuple[str, ...] | None) -> list[Action]:
+    def _next_step(self, now: float, from_names: tuple[str, ...] | None) -> Go:
         self.step_index += 1
         step = self.plan.steps[self.step_index] if self.step_index < len(self.plan.steps) else None
         actions: list[Action] = []
@@ -203,7 +242,8 @@ class CallSession:
             to = step.names if step is not None else None
             actions.append(Notify("call.failover", self._failover_data(from_names, to)))
         if step is None:
-            return actions + self._refuse(now)
+            state, more = self._refuse(now)
+            return state, actions + more
         actions.append(
             Notify(
                 "call.step",
@@ -211,11 +251,9 @@ class CallSession:
             )
         )
         if isinstance(step, VoicemailPlan):
-            self.state = CallState.VOICEMAIL
-            self.run = None
-            return [*actions, StartVoicemail(step.box, self._why())]
+            return CallState.VOICEMAIL, [*actions, StartVoicemail(step.box, self._why())]
         self.run = StepRun(step, now)
-        return actions + self._ring_next(now)
+        return CallState.RINGING, actions + self._ring_next(now)
 
     def _ring_next(self, now: float) -> list[Action]:
         """Start the legs the running step wants now (all, or the next one)."""
@@ -237,74 +275,76 @@ class CallSession:
             actions.append(Ring(leg_id, target))
         return actions
 
-    def _after_leg_closed(self, now: float) -> list[Action]:
-        """A leg just failed: ring the next in turn, move on, or give up."""
+    def _after_leg_closed(self, now: float) -> Go:
+        """A leg just failed: wait for the others, ring the next in turn, move on, or give up."""
         assert self.run is not None
-        if self.state is not CallState.RINGING or self.run.has_open_legs():
-            return []
+        if self.run.has_open_legs():
+            return CallState.RINGING, []
         step = self.run.step
-        outcome = self.run.outcome()
-        if outcome not in step.failover_on:
+        if self.run.outcome() not in step.failover_on:
             return self._refuse(now)
         if step.mode is RingMode.EACH and self.run.has_more_targets():
-            return self._ring_next(now)
+            return CallState.RINGING, self._ring_next(now)
         return self._next_step(now, from_names=step.names)
 
-    def _close_leg(self, leg: LegRecord, failed: LegFailed, *, cancel: bool) -> list[Action]:
-        leg.close(failed.outcome, failed.sip_code, failed.q850)
+    def _close_leg(
+        self, leg: LegRecord, failed: LegFailed, cue: LegCue, now: float
+    ) -> list[Action]:
+        _move(leg, cue, now)
+        leg.settle(failed.outcome, failed.sip_code, failed.q850)
         self.last = (self.run.outcome_leg() if self.run is not None else None) or leg
-        actions: list[Action] = [Cancel(leg.leg)] if cancel else []
-        return [*actions, Notify("call.leg", leg.as_event(self.info.call_id))]
+        return [Notify("call.leg", leg.as_event(self.info.call_id))]
 
-    def _close_others(self, keep: str | None) -> list[Action]:
+    def _close_others(self, keep: str | None, now: float) -> list[Action]:
         """CANCEL every open leg but ``keep``: someone answered, or the caller left."""
         actions: list[Action] = []
         for leg in self._legs.values():
             if leg.leg != keep and leg.state is not LegState.CLOSED:
-                leg.close(None, None, None, cancelled_by_us=True)
+                _move(leg, LegCue.CANCELLED, now)
+                leg.settle(None, None, None, cancelled_by_us=True)
                 actions += [Cancel(leg.leg), Notify("call.leg", leg.as_event(self.info.call_id))]
         return actions
 
     # -- ends ----------------------------------------------------------------
 
-    def _refuse(self, now: float) -> list[Action]:
-        if not self.plan.steps and self.plan.mode == "closed":
-            # Closed on purpose and no voicemail to take the call: "not now", not
-            # the 503 of a gateway that failed to reach anyone.
-            return [Refuse(480, CLOSED_Q850), *self._end("refused", now, sip_code=480,
-                                                          q850=CLOSED_Q850)]  # fmt: skip
+    def _refuse(self, now: float) -> Go:
+        """Every step failed (or none was left): tell the caller the most telling outcome."""
         last = self.run.outcome_leg() if self.run is not None else None
         outcome = last.outcome if last is not None and last.outcome else Outcome.UNREACHABLE
         code, cause = response_for(outcome)
         q850 = last.q850 if last is not None and last.q850 else cause
-        return [
-            Refuse(code, q850),
-            *self._end("failed", now, outcome=outcome, sip_code=code, q850=q850),
-        ]
+        return self._end("failed", now, [Refuse(code, q850)], outcome=outcome, sip_code=code,
+                         q850=q850)  # fmt: skip
 
-    def _end(
+    def _end(  # noqa: PLR0913 - the call.ended fields, each optional
         self,
         result: str,
         now: float,
+        actions: list[Action],
         *,
         outcome: Outcome | None = None,
         sip_code: int | None = None,
         q850: int | None = None,
-    ) -> list[Action]:
-        self.state = CallState.ENDED
+        reason: str | None = None,
+    ) -> Go:
         self.result = result
-        self.run = None
         data = self._ids(
             result=result,
             outcome=outcome.value if outcome else None,
             sip_code=sip_code,
             q850=q850,
+            reason=reason,
             duration=round(now - self.started_at, 3),
         )
-        return [Notify("call.ended", data)]
+        return CallState.ENDED, [*actions, Notify("call.ended", data)]
+
+    def _is_late(self, event: Event) -> bool:
+        """News about a leg that is closed and not the answered one."""
+        leg = getattr(event, "leg", None)
+        return leg is not None and leg != self.answered_leg and self._open_leg(leg) is None
 
     def _late(self, event: Event) -> list[Action]:
-        """News about a leg we have closed: hang up a late answer, ignore the rest."""
+        """Late news: hang up a late answer, ignore the rest."""
         if isinstance(event, LegAnswered) and event.leg != self.answered_leg:
             return [HangUp(event.leg)]
         return []
@@ -317,6 +357,12 @@ class CallSession:
 
     def _ids(self, **data: object) -> dict[str, object]:
         return {"call_id": self.info.call_id, **data}
+
+    def _incoming(self) -> Notify:
+        info = self.info
+        route = self.plan.route or None  # no route took the call
+        return Notify("call.incoming", self._ids(caller=info.caller, called=info.called,
+                                                 route=route))  # fmt: skip
 
     def _failover_data(
         self, from_names: tuple[str, ...], to: tuple[str, ...] | None
@@ -347,18 +393,64 @@ class CallSession:
         return ", ".join(dict.fromkeys(skipped + reasons)) or "no one to ring"
 
 
-_Transition = Callable[[CallSession, Event, float], list[Action]]
+def _move(leg: LegRecord, cue: LegCue, now: float) -> None:
+    """Move an open leg along LEG_TABLE."""
+    leg.enter(LEG_TABLE[(leg.state, cue)], now)
 
-_TABLE: dict[tuple[CallState, type[Event]], _Transition] = {
-    (CallState.RINGING, LegProgress): CallSession._on_progress,
-    (CallState.RINGING, LegAnswered): CallSession._on_answered,
-    (CallState.RINGING, LegFailed): CallSession._on_failed,
-    (CallState.RINGING, CallerHungUp): CallSession._on_caller_gone_ringing,
-    (CallState.BRIDGED, CallerHungUp): CallSession._on_caller_gone_bridged,
-    (CallState.BRIDGED, LegEnded): CallSession._on_leg_gone_bridged,
-    (CallState.BRIDGED, LegFailed): CallSession._on_leg_gone_bridged,
-    (CallState.VOICEMAIL, CallerHungUp): CallSession._on_caller_gone_voicemail,
-    (CallState.VOICEMAIL, VoicemailEnded): CallSession._on_voicemail_ended,
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row of the call table: the states an event may lead to, and who decides."""
+
+    leads_to: frozenset[CallState]
+    handler: Callable[[CallSession, Any, float], Go]  # Any: each row's own event type
+
+
+def _row(handler: Callable[[CallSession, Any, float], Go], *leads_to: CallState) -> Row:
+    return Row(frozenset(leads_to), handler)
+
+
+S = CallState
+# fmt: off
+TABLE: dict[tuple[CallState, type[Event]], Row] = {
+    # state        event              handler                                 leads to
+    (S.OFFERED,   CallAdmitted):   _row(CallSession._on_admitted,             S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
+    (S.OFFERED,   CallRefused):    _row(CallSession._on_refused,              S.ENDED),
+    (S.RINGING,   LegProgress):    _row(CallSession._on_progress,             S.RINGING),
+    (S.RINGING,   LegAnswered):    _row(CallSession._on_answered,             S.BRIDGED),
+    (S.RINGING,   LegFailed):      _row(CallSession._on_failed,               S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
+    (S.RINGING,   DeadlinePassed): _row(CallSession._on_deadline,             S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
+    (S.RINGING,   CallerHungUp):   _row(CallSession._on_caller_gone_ringing,  S.ENDED),
+    (S.BRIDGED,   CallerHungUp):   _row(CallSession._on_caller_gone_bridged,  S.ENDED),
+    (S.BRIDGED,   LegEnded):       _row(CallSession._on_leg_gone_bridged,     S.ENDED),
+    (S.BRIDGED,   LegFailed):      _row(CallSession._on_leg_gone_bridged,     S.ENDED),
+    (S.VOICEMAIL, CallerHungUp):   _row(CallSession._on_caller_gone_voicemail, S.VOICEMAIL),
+    (S.VOICEMAIL, VoicemailEnded): _row(CallSession._on_voicemail_ended,      S.ENDED),
 }
+"""A call's moves. An event with no row in the call's state is late news (``_late``)."""
 
-__all__ = ["CallInfo", "CallSession", "CallState", "RingPlan"]
+L, C = LegState, LegCue
+_OPEN = (L.CALLING, L.TRYING, L.RINGING, L.EARLY)
+LEG_TABLE: dict[tuple[LegState, LegCue], LegState] = {
+    # state      cue            next state
+    (L.CALLING, C.TRYING):      L.TRYING,
+    (L.CALLING, C.RINGING):     L.RINGING,
+    (L.CALLING, C.EARLY_MEDIA): L.EARLY,    # arms early_media_timeout
+    (L.TRYING,  C.TRYING):      L.TRYING,
+    (L.TRYING,  C.RINGING):     L.RINGING,
+    (L.TRYING,  C.EARLY_MEDIA): L.EARLY,    # arms early_media_timeout
+    (L.RINGING, C.TRYING):      L.RINGING,
+    (L.RINGING, C.RINGING):     L.RINGING,
+    (L.RINGING, C.EARLY_MEDIA): L.RINGING,  # a phone rang: not an announcement
+    (L.EARLY,   C.TRYING):      L.EARLY,
+    (L.EARLY,   C.RINGING):     L.RINGING,  # a real phone rings: the early-media bound goes
+    (L.EARLY,   C.EARLY_MEDIA): L.EARLY,
+    # Every open leg closes on a 2xx, a final error, its timeout or our
+    # CANCEL. A closed leg has no row: what it hears afterwards is late news.
+    **{(state, cue): L.CLOSED for state in _OPEN
+       for cue in (C.ANSWERED, C.FAILED, C.TIMED_OUT, C.CANCELLED)},
+}
+"""One outgoing leg's moves, for calls and for call probes (gateway/probes.py)."""
+# fmt: on
+
+__all__ = ["LEG_TABLE", "TABLE", "CallInfo", "CallSession", "CallState", "RingPlan"]

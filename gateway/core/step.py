@@ -1,11 +1,11 @@
-"""Bookkeeping of one running ring step and its legs (used by the session)."""
+"""Bookkeeping of one running ring step and its legs (used by the session and probes)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.core.causes import Outcome
+from gateway.core.causes import Outcome, ring_timed_out
 from gateway.core.plan import Dial, RingMode, RingPlan
 
 # When several legs of one step fail, the caller (and failover_on) hears the
@@ -22,18 +22,37 @@ _TELLING = (
 
 
 class LegState(StrEnum):
-    """Where one outgoing leg is."""
+    """Where one outgoing leg is (its moves: ``LEG_TABLE`` in session.py)."""
 
     CALLING = "calling"  # INVITE sent, nothing heard
-    TRYING = "trying"  # 100: the next hop has it
+    TRYING = "trying"  # 100 (or a 183 without SDP): the next hop has it
     RINGING = "ringing"  # 180: a phone rings
     EARLY = "early"  # 183 + SDP: the far end plays audio (ringback or announcement)
     CLOSED = "closed"
 
 
+class LegCue(StrEnum):
+    """What a leg hears or decides, in the words of the leg table."""
+
+    TRYING = "trying"  # 100, or a provisional response without SDP that is not 180
+    RINGING = "ringing"  # 180
+    EARLY_MEDIA = "early_media"  # a provisional response with SDP
+    ANSWERED = "answered"  # 2xx
+    FAILED = "failed"  # a final error, or a local failure
+    TIMED_OUT = "timed_out"  # its ring or early-media timeout ran out (we CANCEL)
+    CANCELLED = "cancelled"  # another leg answered, or the caller left (we CANCEL)
+
+
+def provisional_cue(status: int, *, early_media: bool) -> LegCue:
+    """The cue of a provisional response (100..199)."""
+    if status == 180:
+        return LegCue.RINGING
+    return LegCue.EARLY_MEDIA if early_media else LegCue.TRYING
+
+
 @dataclass
 class LegRecord:
-    """One outgoing leg as the session sees it."""
+    """One outgoing leg as the session (or a call probe) sees it."""
 
     leg: str
     target: Dial
@@ -49,20 +68,19 @@ class LegRecord:
     cancelled: bool = False
     rang: bool = False  # a 180 or 183 came: the number reached a phone or an operator
 
-    def progress(self, status: int, *, early_media: bool, now: float) -> None:
-        """Note a provisional response; arm the early-media bound on 183+SDP."""
-        self.rang = self.rang or status in {180, 183}
-        if status == 180:
-            # A real ringing phone: any announcement timer no longer applies.
-            self.state, self.early_deadline = LegState.RINGING, None
-        elif early_media and self.state is not LegState.RINGING:
-            self.state = LegState.EARLY
-            if self.early_deadline is None:
-                self.early_deadline = now + self.early_media_timeout
-        elif self.state is LegState.CALLING:
-            self.state = LegState.TRYING
+    def enter(self, state: LegState, now: float) -> None:
+        """Take the state the leg table gives; arm or drop the early-media bound."""
+        if state is LegState.EARLY and self.early_deadline is None:
+            self.early_deadline = now + self.early_media_timeout
+        elif state is not LegState.EARLY:
+            # A real ringing phone (or the end): the announcement timer no longer applies.
+            self.early_deadline = None
+        self.state = state
 
-    def close(
+    def heard(self, status: int) -> None:
+        self.rang = self.rang or status in {180, 183}
+
+    def settle(
         self,
         outcome: Outcome | None,
         sip_code: int | None,
@@ -70,7 +88,7 @@ class LegRecord:
         *,
         cancelled_by_us: bool = False,
     ) -> None:
-        self.state = LegState.CLOSED
+        """Record how a closed leg ended."""
         self.outcome, self.sip_code, self.q850 = outcome, sip_code, q850
         self.cancelled = cancelled_by_us
 
@@ -80,13 +98,8 @@ class LegRecord:
         return min(self.deadline, self.early_deadline)
 
     def timeout_outcome(self) -> Outcome:
-        """How a leg that ran out of time ended.
-
-        Nothing at all from the next hop is ``unreachable`` (as timer B would
-        say, only sooner); anything heard, even an announcement that never
-        ends, is ``no_answer``.
-        """
-        return Outcome.UNREACHABLE if self.state is LegState.CALLING else Outcome.NO_ANSWER
+        """How this leg ended if its time ran out (decided in causes.py)."""
+        return ring_timed_out(heard_anything=self.state is not LegState.CALLING)
 
     def as_event(self, call_id: str) -> dict[str, object]:
         outcome = self.outcome.value if self.outcome else "cancelled"
@@ -118,9 +131,6 @@ class StepRun:
 
     def add(self, leg: LegRecord) -> None:
         self._legs.append(leg)
-
-    def progress(self, leg: LegRecord, *, early_media: bool, now: float, status: int) -> None:
-        leg.progress(status, early_media=early_media, now=now)
 
     def has_open_legs(self) -> bool:
         return any(leg.state is not LegState.CLOSED for leg in self._legs)

@@ -24,7 +24,7 @@ import pjsua2 as pj
 from loguru import logger
 
 from gateway.config import Settings, sip_uri_hostport
-from gateway.core.causes import Outcome, reason_header
+from gateway.core.causes import failed_locally, reason_header
 from gateway.core.events import LegFailed
 from gateway.core.numbers import dial_form
 from gateway.core.presentation import Policy, Present, present
@@ -56,6 +56,30 @@ __all__ = ["CALL_LEGS", "MAX_LEGS", "DirectAccount", "IncomingSignal", "OptionsS
 _CODECS = {"PCMA/8000/1": 255, "PCMU/8000/1": 254}
 _BUSY = {171001, 70011}  # PJSIP_EBUSY, PJ_EBUSY: "Object is busy"
 RegisterSend = Literal["sent", "busy", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class InviteOffer:
+    """A new INVITE as pjsua's account selection sees it, before any dialog."""
+
+    source: str
+    sip_call_id: str
+    caller: str
+    called: tuple[str, ...]  # candidates, most likely first: To user, then R-URI user
+
+
+def offer_of(raw: str, src_address: str) -> InviteOffer:
+    """What an INVITE's text says about its call (pjsip has already parsed it)."""
+    caller = (
+        message.uri_user(message.header(raw, "P-Asserted-Identity"))
+        or message.uri_user(message.header(raw, "From"))
+        or "anonymous"
+    )
+    candidates = (message.uri_user(message.header(raw, "To")),
+                  message.uri_user(raw.split("\n", 1)[0]))  # fmt: skip
+    called = tuple(dict.fromkeys(u for u in candidates if u))
+    call_id = message.header(raw, "Call-ID") or ""
+    return InviteOffer(message.source_ip(src_address), call_id, caller, called)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +121,7 @@ class _LogWriter(pj.LogWriter):  # type: ignore[misc]
 
 
 class _Endpoint(pj.Endpoint):  # type: ignore[misc]
+    # Any: pjsua2's SipRxData (no stubs)
     def __init__(self, gate: Callable[[Any], bool], trunk_index: Callable[[], int]) -> None:
         super().__init__()
         self._gate = gate
@@ -127,35 +152,19 @@ class _Endpoint(pj.Endpoint):  # type: ignore[misc]
 class TrunkAccount(pj.Account):  # type: ignore[misc]
     """The provider account: registration, and every call in or out."""
 
-    def __init__(self, registry: LegRegistry) -> None:
+    def __init__(self, registry: LegRegistry, new_call_id: Callable[[], str]) -> None:
         super().__init__()
         self.registry = registry
-        self._ids = (f"{n:04d}{secrets.token_hex(2)}" for n in itertools.count(1))
+        self._new_call_id = new_call_id
 
     @guarded
     def onIncomingCall(self, prm: Any) -> None:
-        call_id = next(self._ids)
+        call_id = self._new_call_id()
         leg = InboundLeg(self.registry, self, prm.callId, call_id)  # held by the registry
         raw = str(prm.rdata.wholeMsg)
         leg.caller_id = message.caller_id(raw)
-        caller = (
-            message.uri_user(message.header(raw, "P-Asserted-Identity"))
-            or message.uri_user(message.header(raw, "From"))
-            or "anonymous"
-        )
-        called = tuple(
-            dict.fromkeys(
-                u
-                for u in (
-                    message.uri_user(message.header(raw, "To")),
-                    message.uri_user(raw.split("\n", 1)[0]),
-                )
-                if u
-            )
-        )
-        self.registry.emit(
-            IncomingSignal(call_id, caller, called, message.source_ip(str(prm.rdata.srcAddress)))
-        )
+        offer = offer_of(raw, str(prm.rdata.srcAddress))
+        self.registry.emit(IncomingSignal(call_id, offer.caller, offer.called, offer.source))
 
     @guarded
     def onSendRequest(self, prm: Any) -> None:
@@ -188,8 +197,9 @@ class DirectAccount(pj.Account):  # type: ignore[misc]
 class SipEngine:
     """Owns every pjsua2 object; the composition root drives it."""
 
-    def __init__(self, settings: Settings, gate: Callable[[str, bool], bool]) -> None:
+    def __init__(self, settings: Settings, gate: Callable[[InviteOffer, bool], bool]) -> None:
         self.settings = settings
+        self._ids = (f"{n:04d}{secrets.token_hex(2)}" for n in itertools.count(1))
         self.registry = LegRegistry()
         self._gate = gate
         self._ep: _Endpoint | None = None
@@ -218,7 +228,7 @@ class SipEngine:
         # all (pjsua falls back to the default one). An uncreated Account has
         # id -1, so this sets "no default".
         pj.Account().setDefault()
-        self._trunk = TrunkAccount(self.registry)
+        self._trunk = TrunkAccount(self.registry, self.new_call_id)
         self._trunk.create(self._account_config(), False)
         # Legs to SIP URIs (a desk phone, a PBX) leave through an account with
         # no credentials: with the trunk's, any server a leg reaches could
@@ -256,12 +266,17 @@ class SipEngine:
 
     # -- admission -----------------------------------------------------------
 
-    def _admit(self, rdata: Any) -> bool:
+    def _admit(self, rdata: Any) -> bool:  # Any: pjsua2's SipRxData
+        raw = str(rdata.wholeMsg)
         # Behind the edge, its last-resort header lets a full worker take a voicemail.
         last_resort = False
         if self.settings.edge.address is not None:
-            last_resort = message.header(str(rdata.wholeMsg), LAST_RESORT_HEADER) is not None
-        return self._gate(message.source_ip(str(rdata.srcAddress)), last_resort)
+            last_resort = message.header(raw, LAST_RESORT_HEADER) is not None
+        return self._gate(offer_of(raw, str(rdata.srcAddress)), last_resort)
+
+    def new_call_id(self) -> str:
+        """Our id for a call from the trunk (also for one turned away at the gate)."""
+        return next(self._ids)
 
     def _trunk_id(self) -> int:
         return int(self._trunk.getId()) if self._trunk is not None else -1
@@ -326,7 +341,9 @@ class SipEngine:
         except pj.Error as err:
             self.registry.outbound.pop(leg, None)
             logger.warning("leg {} to {} failed locally: {}", leg, target.label, err.info())
-            self.registry.emit(LegSignal(leg, LegFailed(leg, Outcome.UNREACHABLE)))
+            failed = failed_locally()
+            event = LegFailed(leg, failed.outcome, failed.sip_code, failed.q850)
+            self.registry.emit(LegSignal(leg, event))
 
     def _present(self, prm: Any, info: CallInfo, uri: str, account: pj.Account) -> None:
         """Present the forwarded caller: pjsua 2.14+ takes a per-call From in ``localUri``."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec
 import pjsua2 as pj
 from loguru import logger
 
-from gateway.core.causes import Outcome, classify
+from gateway.core.causes import classify, no_final_response
 from gateway.core.events import CallerHungUp, Event, LegAnswered, LegEnded, LegFailed, LegProgress
 from gateway.sip import message
 
@@ -223,7 +223,5 @@ class OutboundLeg(_Leg):
         if self.final is not None:
             c = classify(*self.final)
             return LegFailed(self.leg, c.outcome, c.sip_code, c.q850)
-        # No final response received: a local error, a transport failure or
-        # timer B (RFC 3261 17.1.1.2). pjsua reports 408/503 for those.
-        code = int(info.lastStatusCode)
-        return LegFailed(self.leg, Outcome.UNREACHABLE, code or None, None)
+        c = no_final_response(int(info.lastStatusCode))
+        return LegFailed(self.leg, c.outcome, c.sip_code, c.q850)

@@ -37,7 +37,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY, started REAL NOT NULL, caller TEXT, called TEXT,
     route TEXT, result TEXT, outcome TEXT, sip_code INTEGER, q850 INTEGER,
-    answered_by TEXT, voicemail_id TEXT, duration REAL, ended REAL);
+    answered_by TEXT, voicemail_id TEXT, duration REAL, ended REAL, reason TEXT);
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started);
 CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller, started);
 CREATE TABLE IF NOT EXISTS steps (
@@ -92,6 +92,7 @@ class CallRecord:
     duration: float | None
     steps: tuple[StepRecord, ...] = ()
     legs: tuple[LegRecord, ...] = ()
+    reason: str | None = None  # why a call was refused or failed without a leg to blame
 
 
 def _ts(at: datetime) -> float:
@@ -128,6 +129,7 @@ class CallLog:
             # most the last transaction, which is fine for a log.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _add_reason_column(self._db)
 
     def close(self) -> None:
         """Close the database."""
@@ -189,6 +191,7 @@ class CallLog:
 
     def _call(self, row: tuple[Any, ...]) -> CallRecord:
         call_id = row[0]
+        reason = row[13] if len(row) > 13 else None
         steps = self._db.execute(
             "SELECT step, kind, targets, outcome, sip_code, q850 FROM steps"
             " WHERE call_id = ? ORDER BY step",
@@ -205,7 +208,15 @@ class CallLog:
             who, box, secs,
             steps=tuple(_step_record(s) for s in steps),
             legs=tuple(LegRecord(str(g[0]), g[1], g[2], g[3], g[4], _dt(g[5])) for g in legs),
+            reason=reason,
         )  # fmt: skip
+
+
+def _add_reason_column(db: sqlite3.Connection) -> None:
+    """A log written before calls had a ``reason`` gets the column (SQLite appends it)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(calls)")}
+    if "reason" not in columns:
+        db.execute("ALTER TABLE calls ADD COLUMN reason TEXT")
 
 
 def _step_record(row: tuple[Any, ...]) -> StepRecord:
@@ -277,9 +288,9 @@ def _ended(db: sqlite3.Connection, event: StatusEvent) -> None:
     d = event.data
     db.execute(
         "UPDATE calls SET result = ?, outcome = ?, sip_code = ?, q850 = ?, duration = ?,"
-        " ended = ? WHERE call_id = ?",
+        " ended = ?, reason = ? WHERE call_id = ?",
         (d.get("result"), d.get("outcome"), d.get("sip_code"), d.get("q850"),
-         d.get("duration"), _ts(event.at), _ensure(db, event)),
+         d.get("duration"), _ts(event.at), d.get("reason"), _ensure(db, event)),
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 TRUNK_REGISTRATION = "trunk/registration"
 CALLS_ACTIVE = "calls/active"
+REFUSED_SOURCES = "calls/refused_sources_per_minute"  # INVITEs refused before any dialog
 RULES = "rules"
 LAST_FAILOVER = "last_failover"
 MODE = "mode"
@@ -93,13 +94,15 @@ class StatusState:
         self._values[topic] = payload
         return {topic}
 
-    def _payload(self, event: StatusEvent) -> tuple[str, str] | None:
+    def _payload(self, event: StatusEvent) -> tuple[str, str] | None:  # noqa: PLR0911 - one per kind
         data = event.data
         if event.kind in _TOPIC_OF:
             topic = _TOPIC_OF[event.kind]
             return topic, _json(data, _FIELDS[topic])
         if event.kind == "calls.active":
             return CALLS_ACTIVE, str(_count(data.get("count")))
+        if event.kind == "calls.refused_sources":
+            return REFUSED_SOURCES, str(_count(data.get("per_minute")))
         if event.kind == "target.health" and isinstance(data.get("target"), str):
             target = str(data["target"])
             self._targets.setdefault(target)

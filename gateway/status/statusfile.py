@@ -25,6 +25,7 @@ from gateway.status.state import (
     CALLS_ACTIVE,
     LAST_FAILOVER,
     MODE,
+    REFUSED_SOURCES,
     RULES,
     TRUNK_REGISTRATION,
     StatusState,
@@ -136,6 +137,7 @@ class StatusFile:
             "rules": _parsed(retained.get(RULES)),
             "mode": _parsed(retained.get(MODE)),
             "calls_active": int(retained.get(CALLS_ACTIVE, "0")),
+            "refused_sources_per_minute": int(retained.get(REFUSED_SOURCES, "0")),
             "last_failover": _parsed(retained.get(LAST_FAILOVER)),
             "targets": {name: _parsed(retained.get(health_topic(name))) for name in targets},
         }
@@ -218,6 +220,7 @@ def format_status(document: dict[str, Any]) -> str:
         *_rules_lines(document["rules"]),
         f"mode           {_mode(document.get('mode'))}",
         f"active calls   {document['calls_active']}",
+        f"refused/min    {document.get('refused_sources_per_minute', 0)} (strangers, floods)",
         f"last failover  {_failover(document['last_failover'])}",
         "targets" if document["targets"] else "targets        (none)",
     ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from gateway.core.events import VoicemailEnd, VoicemailEnded
 from gateway.voicemail.silence import SilenceDetector
 from gateway.voicemail.spool import Spool, SpoolError, VoicemailMeta
 
@@ -65,48 +66,54 @@ class AnsweringMachine:
         self.on_committed = on_committed
         self.rules_dir = rules_dir
 
-    async def take(self, call: VoicemailCall, box: VoicemailBox) -> str:
+    async def take(self, call: VoicemailCall, box: VoicemailBox) -> VoicemailEnded:
         """Answer, greet, record until hang-up, silence or the length limit.
 
         Every call that reaches a box ends in one event: ``voicemail.recorded``
         (committed), ``voicemail.dropped`` (no message: hung up during the
         greeting, too short, no audio) or ``voicemail.failed`` (the spool or
-        the recorder failed).
+        the recorder failed). A box whose spool can take no message does not
+        answer at all (``unavailable``): the call session refuses the caller.
 
         Returns:
-            Why the recording ended: ``hangup``, ``silence``, ``max_length``,
-            ``no_audio`` when the caller's media never came up, or ``error``.
+            Why the recording ended (``hangup``, ``silence``, ``max_length``,
+            ``no_audio`` when the caller's media never came up, ``error``,
+            ``unavailable``) and whether a message was stored.
         """
+        if not self.spool.ready():
+            logger.error("call {}: the voicemail spool {} can take no message", call.call_id,
+                         self.spool.root)  # fmt: skip
+            return VoicemailEnded("unavailable", stored=False)
         self.engine.answer(call.call_id, 200)
         if not await self._until(lambda: self.engine.media.audio_ready(call.call_id), MEDIA_WAIT):
             self.engine.hang_up_caller(call.call_id)
             self._dropped(call, 0.0, f"no audio from the caller within {MEDIA_WAIT:g} s")
-            return "no_audio"
+            return VoicemailEnded("no_audio", stored=False)
         if not await self._prompts(call.call_id, box):
             self._dropped(call, 0.0, "hung up during the greeting")
-            return "hangup"
+            return VoicemailEnded("hangup", stored=False)
         ended = await self._take_message(call, box)
         if self._caller_here(call.call_id):
             self.engine.hang_up_caller(call.call_id)
         return ended
 
-    async def _take_message(self, call: VoicemailCall, box: VoicemailBox) -> str:
+    async def _take_message(self, call: VoicemailCall, box: VoicemailBox) -> VoicemailEnded:
         reservation = self.spool.reserve(call.call_id)
         started = datetime.now(UTC)
         if not self.engine.media.record(call.call_id, str(reservation.path)):
             self.spool.discard(reservation)
             if not self._caller_here(call.call_id):
                 self._dropped(call, 0.0, "hung up during the greeting")
-                return "hangup"
+                return VoicemailEnded("hangup", stored=False)
             self._failed(reservation.id, f"cannot record into {reservation.path}")
-            return "error"
+            return VoicemailEnded("error", stored=False)
         ended = await self._record(call.call_id, box)
         self.engine.media.stop_media(call.call_id)
         duration = await _closed_wav_seconds(reservation.path)
         if duration < box.min_seconds:
             self.spool.discard(reservation)
             self._dropped(call, duration, f"shorter than {box.min_seconds:g} s: taken as a hang-up")
-            return ended
+            return VoicemailEnded(ended, stored=False)
         meta = VoicemailMeta(
             reservation.id,
             call.call_id,
@@ -119,8 +126,8 @@ class AnsweringMachine:
             call.why,
             box.email,
         )
-        await self._commit(reservation, meta, ended)
-        return ended
+        stored = await self._commit(reservation, meta, ended)
+        return VoicemailEnded(ended if stored else "error", stored=stored)
 
     async def _prompts(self, call_id: str, box: VoicemailBox) -> bool:
         """Greeting then beep; False when the caller hung up meanwhile."""
@@ -136,7 +143,7 @@ class AnsweringMachine:
         self.engine.media.stop_media(call_id)
         return True
 
-    async def _record(self, call_id: str, box: VoicemailBox) -> str:
+    async def _record(self, call_id: str, box: VoicemailBox) -> VoicemailEnd:
         silence = SilenceDetector(box.silence_seconds)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + box.max_seconds
@@ -150,7 +157,8 @@ class AnsweringMachine:
             if silence.feed(self.engine.media.rx_level(call_id), now):
                 return "silence"
 
-    async def _commit(self, reservation: Any, meta: VoicemailMeta, ended: str) -> None:
+    async def _commit(self, reservation: Any, meta: VoicemailMeta, ended: str) -> bool:
+        """Commit the message; True once it is durable and announced."""
         try:
             # fsync can take long on an SD card: keep the loop (and calls) moving.
             await asyncio.to_thread(self.spool.commit, reservation, meta)
@@ -158,13 +166,14 @@ class AnsweringMachine:
             logger.critical("voicemail {} from {} could NOT be saved: {}", meta.id,
                             meta.caller or "anonymous", error)  # fmt: skip
             self._failed(meta.id, str(error))
-            return
+            return False
         logger.info("voicemail {} from {} saved ({:.1f} s, ended by {})", meta.id, meta.caller,
                     meta.duration, ended)  # fmt: skip
         self.notify("voicemail.recorded", {"id": meta.id, "call_id": meta.call_id,
                                            "caller": meta.caller, "called": meta.called,
                                            "duration": meta.duration, "why": meta.why})  # fmt: skip
         self.on_committed()
+        return True
 
     def _dropped(self, call: VoicemailCall, duration: float, why: str) -> None:
         logger.info("call {}: no voicemail from {}: {}", call.call_id, call.caller, why)

@@ -174,6 +174,10 @@ class Spool:
             for folder in (self._tmp, self._queue, self._failed):
                 folder.mkdir(parents=True, exist_ok=True)
 
+    def ready(self) -> bool:
+        """Whether a message could be recorded now: the folder for recordings is usable."""
+        return self._tmp.is_dir() and os.access(self._tmp, os.W_OK | os.X_OK)
+
     def reserve(self, call_id: str) -> Reservation:
         """A new id and the temporary path to record the call into."""
         now = self._clock().astimezone(UTC)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from gateway.core import intake
 from gateway.core.actions import (
     Action,
     Bridge,
@@ -23,6 +24,7 @@ from gateway.core.actions import (
     SendRinging,
     StartVoicemail,
 )
+from gateway.core.admission import Capacity
 from gateway.core.causes import FAILURES, Outcome, classify
 from gateway.core.events import (
     CallerHungUp,
@@ -31,6 +33,7 @@ from gateway.core.events import (
     LegEnded,
     LegFailed,
     LegProgress,
+    VoicemailEnd,
     VoicemailEnded,
 )
 from gateway.core.plan import Dial, Plan, RingMode, RingPlan, VoicemailPlan
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 A = TypeVar("A", bound=Action)
+
+RESULTS = frozenset({"answered", "voicemail", "abandoned", "failed", "refused"})
 
 # What answers the caller (at most one of these per call).
 CALLER_ANSWERS = (Bridge, Refuse, StartVoicemail)
@@ -95,7 +100,13 @@ class CallDriver:
     # -- entry points ----------------------------------------------------------
 
     def start(self) -> list[Action]:
+        """The call arrives and is admitted (the intake's verdict skipped)."""
         return self._took(self.session.start(self.now), ())
+
+    def arrive(self, legs_in_use: int = 1, capacity: Capacity | None = None) -> list[Action]:
+        """The call arrives; the intake decides with its plan and the legs in use."""
+        verdict = intake.verdict(self.plan, legs_in_use, capacity or Capacity(3))
+        return self._took(self.session.handle(verdict, self.now), ())
 
     def send(self, event: Event) -> list[Action]:
         before = self.session.open_legs
@@ -147,8 +158,8 @@ class CallDriver:
     def caller_hangs_up(self) -> list[Action]:
         return self.send(CallerHungUp())
 
-    def voicemail_ends(self, why: str = "hangup") -> list[Action]:
-        return self.send(VoicemailEnded(why))
+    def voicemail_ends(self, why: VoicemailEnd = "hangup", *, stored: bool = True) -> list[Action]:
+        return self.send(VoicemailEnded(why, stored=stored))
 
     # -- what the phones and the caller noticed ----------------------------------
 
@@ -228,9 +239,21 @@ class CallDriver:
         so_far = self.actions + actions
         if self.all_events("call.ended"):  # ended before: only late answers are hung up
             assert all(isinstance(a, HangUp) for a in actions), actions
-        assert len([a for a in so_far if isinstance(a, CALLER_ANSWERS)]) <= 1, so_far
-        assert len([a for a in so_far if isinstance(a, SendRinging)]) == 1, so_far
-        assert len([a for a in so_far if isinstance(a, Notify) and a.kind == "call.ended"]) <= 1
+        # Answered at most once: a box that cannot take a message answers nothing,
+        # so a Refuse may follow StartVoicemail, never a Bridge.
+        assert len([a for a in so_far if isinstance(a, Bridge | Refuse)]) <= 1, so_far
+        assert len([a for a in so_far if isinstance(a, Bridge | StartVoicemail)]) <= 1, so_far
+        ringback = len([a for a in so_far if isinstance(a, SendRinging)])
+        refused_at_once = self.session.step_index < 0 and self.session.state is CallState.ENDED
+        assert ringback == (0 if refused_at_once else 1), so_far  # admitted: ringback, once
+        ended = [a.data for a in so_far if isinstance(a, Notify) and a.kind == "call.ended"]
+        assert len(ended) == (self.session.state is CallState.ENDED), so_far  # ends once
+        incoming = [a for a in so_far if isinstance(a, Notify) and a.kind == "call.incoming"]
+        assert len(incoming) == 1, so_far  # the verdict came first, and only once
+        if ended:
+            assert ended[0]["result"] in RESULTS, ended
+            # "refused" always says why; voicemail means a message was stored.
+            assert (ended[0]["result"] == "refused") <= (ended[0]["reason"] is not None)
         ringing = self.session.state is CallState.RINGING
         # Ringing means a leg is open and a timer bounds it; otherwise no timer.
         assert ringing == bool(self.session.open_legs)

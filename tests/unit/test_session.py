@@ -448,7 +448,7 @@ def test_bridged_ignores_news_of_the_other_legs() -> None:
     assert call.send(LegEnded(anna)) == []
     assert call.send(LegFailed(anna, Outcome.FAILED, 487)) == []
     assert call.send(LegProgress(anna, 180)) == []
-    assert call.send(VoicemailEnded()) == []
+    assert call.send(VoicemailEnded("hangup", stored=True)) == []
     assert call.state is CallState.BRIDGED
 
 
@@ -509,7 +509,7 @@ def test_after_the_end_only_a_late_answer_gets_an_action() -> None:
         LegProgress(anna, 180),
         LegFailed(anna, Outcome.BUSY),
         LegEnded(anna),
-        VoicemailEnded(),
+        VoicemailEnded("hangup", stored=True),
     ):
         assert call.send(event) == []
     assert call.caller_hangs_up() == []
@@ -655,9 +655,10 @@ def test_a_leg_that_rang_says_so_for_health_evidence() -> None:
 
 def test_closed_with_no_voicemail_says_not_now_rather_than_failure() -> None:
     call = CallDriver(Plan(route="main-line", steps=(), mode="closed"))
-    call.start()
+    call.arrive()
     assert call.refusal() == Refuse(480, 31)
     assert call.event("call.ended")["result"] == "refused"
+    assert call.event("call.ended")["reason"] == "closed"
 
 
 def test_nothing_left_to_ring_in_normal_mode_is_unreachable() -> None:
