@@ -12,6 +12,7 @@ gateway answers to the hosts named in those messages cannot leave loopback.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -47,7 +48,13 @@ def _isolated() -> Iterator[None]:
 
 
 def calls_created(log: str) -> int:
-    return log.count("event call.incoming")
+    """Calls that reached a route's steps (a refused trunk caller is logged, but rings nothing)."""
+    return log.count("event call.step")
+
+
+def refused_before_any_dialog(log: str) -> bool:
+    """The gate's refusals were counted and published as a rate."""
+    return re.search(r'event calls\.refused_sources \{"per_minute": [1-9]', log) is not None
 
 
 def test_rfc4475_torture_messages(sipp: SippFactory, gateway_dir: Path) -> None:
@@ -89,7 +96,8 @@ def test_scans_and_a_stranger_flood(sipp: SippFactory, gateway_dir: Path) -> Non
         assert gateway.is_alive()
         assert calls_created(gateway.log) == 0
         assert not phone.collect().received(), "a scan rang the phone"
-        assert "INVITE from 127.0.0.1 refused before any dialog" in gateway.log
+        assert refused_before_any_dialog(gateway.log)
+        assert "event call.incoming" not in gateway.log, "a stranger was taken for a caller"
         caller = sipp("caller_answered", ip=TRUNK_ELSEWHERE, remote=gateway.address,
                       keys={"hold_ms": 200})  # fmt: skip
         caller.start().wait().assert_success()
@@ -107,5 +115,10 @@ def test_a_flood_from_the_trunk_address_is_bounded(sipp: SippFactory, gateway_di
         assert gateway.is_alive()
         assert calls_created(gateway.log) == 0, "a guessed extension became a call"
         assert not phone.collect().received()
-        assert "refused before any dialog" in gateway.log, "the rate limit never applied"
+        assert refused_before_any_dialog(gateway.log), "the rate limit never applied"
+        # Within the rate, each guessed extension is a caller refused (no route,
+        # or no call slot left in the burst), each logged once.
+        ended = gateway.log.count("event call.ended")
+        assert 0 < ended <= 30
+        assert gateway.log.count('"result": "refused"') == ended
     gateway.assert_clean_exit()
