@@ -16,6 +16,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -149,17 +150,27 @@ class CallLog:
                     fold(self._db, event)
 
     async def run(self, bus: EventBus, maxsize: int = 1000) -> None:
-        """Record everything the bus carries until cancelled, then flush."""
-        with bus.subscribe("calllog", maxsize) as subscription:
+        """Record everything the bus carries until cancelled, then flush.
+
+        A batch handed to the writer thread is written even when the task is
+        cancelled meanwhile (asyncio.to_thread would drop a batch whose thread
+        had not started: the call it held would lose its caller and route).
+        """
+        with (bus.subscribe("calllog", maxsize) as subscription,
+              ThreadPoolExecutor(1, thread_name_prefix="calllog") as writer):  # fmt: skip
+            written: Future[None] | None = None
             try:
                 while True:
                     batch = [await subscription.get()]
                     while len(batch) < BATCH and (more := subscription.get_nowait()):
                         batch.append(more)
-                    await asyncio.to_thread(self.record_many, batch)
+                    written = writer.submit(self.record_many, batch)
+                    await asyncio.shield(asyncio.wrap_future(written))
                     if dropped := subscription.take_dropped():
                         logger.warning("call log: {} events dropped (disk too slow)", dropped)
             except asyncio.CancelledError:
+                if written is not None and (error := written.exception()) is not None:
+                    logger.opt(exception=error).error("call log: a batch was not written")
                 self.record_many(iter(subscription.get_nowait, None))
                 raise
 

@@ -151,3 +151,24 @@ def test_log_survives_reopening(tmp_path: Path) -> None:
     again = CallLog(tmp_path / "calls.sqlite")
     assert [m.caller for m in again.missed()] == ["+3211"]
     again.close()
+
+
+async def test_a_batch_being_written_when_the_log_stops_is_not_lost(tmp_path: Path) -> None:
+    # The gateway stops right after a call: the batch handed to the writer
+    # thread must be written before the rest is flushed, never dropped.
+    for attempt in range(30):
+        log = CallLog(tmp_path / f"calls-{attempt}.sqlite")
+        bus = EventBus()
+        task = asyncio.create_task(log.run(bus))
+        await asyncio.sleep(0)  # let it subscribe
+        incoming, *rest = call(f"c{attempt}", "+3277", 0, "failed")
+        bus.publish(incoming.kind, incoming.data, incoming.at)
+        await asyncio.sleep(0)  # the writer takes the first batch
+        for event in rest:
+            bus.publish(event.kind, event.data, event.at)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        (record,) = log.calls()
+        log.close()
+        assert (record.caller, record.result) == ("+3277", "failed"), f"attempt {attempt}"
