@@ -139,7 +139,9 @@ def test_every_caller_is_logged_once_with_the_truth(sipp: SippFactory, gateway_d
              keys=hold).wait().assert_success()  # fmt: skip
         call(sipp, gateway, "caller_message", "voicemail", VOICEMAIL,
              keys={"greet_ms": 400, "hold_ms": 2500}).wait().assert_success()  # fmt: skip
-        # The box's spool can take no message any more (its folder is gone).
+        # Once that message is committed (after the caller's BYE), the box's
+        # spool can take no message any more: its folder is gone.
+        wait_for_ended(gateway, 3)
         tmp = gateway.workdir / "state" / "voicemail" / "tmp"
         shutil.rmtree(tmp)
         tmp.write_text("not a folder")
