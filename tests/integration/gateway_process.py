@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 READY_TIMEOUT = 15.0
 EXIT_TIMEOUT = 15.0
 REPO = Path(__file__).resolve().parents[2]
+RTP_BLOCK = 40  # ports for one gateway's RTP and RTCP: its call legs, with room to spare
 
 
 class GatewayProcess:
@@ -70,6 +71,10 @@ class GatewayProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._settings = {
             "SIP_FAILOVER_SIP__LISTEN": f"{LOOPBACK}:{self.port}",
+            # RTP ports of its own: two gateways on one block (several test runs at
+            # once) could bind the same port and hear each other's audio.
+            "SIP_FAILOVER_SIP__RTP_PORT": str(free_udp_port(RTP_BLOCK, even=True)),
+            "SIP_FAILOVER_SIP__RTP_PORT_RANGE": str(RTP_BLOCK),
             "SIP_FAILOVER_TRUNK__REGISTRAR": f"sip:{registrar or LOOPBACK}",
             "SIP_FAILOVER_TRUNK__REGISTER": "true" if registrar else "false",
             "SIP_FAILOVER_TRUNK__USERNAME": username,
