@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pjsua2 as pj
 
-from gateway import tones
 from gateway.core.sit import SitCode, SitDetector
+from gateway.demo import tones
 
 FRAME = 160
 

@@ -212,7 +212,7 @@ firewall() {
     tmp=$(mktemp)
     trap 'rm -f "$tmp"' EXIT
     (cd "$ETC" && SIP_FAILOVER_RULES="$ETC/rules.yaml" PYTHONDONTWRITEBYTECODE=1 \
-        "$VENV/bin/python" -m gateway.firewall "$HERE/firewall/nftables.conf" "$ETC/env") \
+        "$VENV/bin/python" -m gateway.service.firewall "$HERE/firewall/nftables.conf" "$ETC/env") \
         >"$tmp" || {
         [ "$FIREWALL" -eq 0 ] || die "firewall not written: see above"
         say "firewall not written yet: fill in /etc/$NAME/env, then run $0 --firewall"

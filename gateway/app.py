@@ -22,18 +22,18 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from gateway import logs, systemd
-from gateway.alert_mail import AlertMail
 from gateway.core.admission import Admission, Capacity
 from gateway.core.rules import MODES, Rules, RulesError
 from gateway.edge.worker import behind_edge, pool_admits
-from gateway.health_monitor import HealthMonitor
-from gateway.probes import Prober
-from gateway.refusals import RefusedSources, reason_for
-from gateway.registration import Registration
-from gateway.rules_file import load_rules
-from gateway.rules_watch import watch_rules
+from gateway.health.alert_mail import AlertMail
+from gateway.health.monitor import HealthMonitor
+from gateway.health.probes import Prober
+from gateway.rules.load import load_rules
+from gateway.rules.watch import watch_rules
+from gateway.service import logs, systemd
+from gateway.service.refusals import RefusedSources, reason_for
 from gateway.sip.engine import CALL_LEGS, InviteOffer, SipEngine
+from gateway.sip.registration import Registration
 from gateway.status.bus import EventBus
 from gateway.status.calllog import CallLog
 from gateway.status.mqtt import MqttPublisher
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from gateway.config import Settings
-    from gateway.logs import LogFormat
+    from gateway.service.logs import LogFormat
 
 # pjsua's SIP socket is read only when the loop polls it (threadCnt=0): every
 # POLL_BUSY while a call or leg is up, so a 404 waits at most that long before

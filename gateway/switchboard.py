@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from gateway.core.admission import Admission
     from gateway.core.health import HealthState
     from gateway.core.plan import Dial
-    from gateway.probes import Prober
+    from gateway.health.probes import Prober
 
 NO_PLAN = Plan(route="", steps=())  # a call no route took
 RATE_EVERY_S = 1.0  # the refused-sources rate is published at most this often

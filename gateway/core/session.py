@@ -450,7 +450,7 @@ LEG_TABLE: dict[tuple[LegState, LegCue], LegState] = {
     **{(state, cue): L.CLOSED for state in _OPEN
        for cue in (C.ANSWERED, C.FAILED, C.TIMED_OUT, C.CANCELLED)},
 }
-"""One outgoing leg's moves, for calls and for call probes (gateway/probes.py)."""
+"""One outgoing leg's moves, for calls and for call probes (gateway/health/probes.py)."""
 # fmt: on
 
 __all__ = ["LEG_TABLE", "TABLE", "CallInfo", "CallSession", "CallState", "RingPlan"]

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from gateway import systemd
 from gateway.config import sip_uri_hostport
 from gateway.edge.children import Child, clean_env, kamailio_argv, rpc, worker_argv
 from gateway.edge.kamailio_cfg import POOL_FULL_MARK, EdgeLayout, edge_files
+from gateway.service import systemd
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -7,7 +7,7 @@ disk never stalls the event loop.
 
 The call-back list (`CallLog.missed`) answers "who should we call back?"; what
 counts as missed, and who is settled, is ``gateway/core/callback.py``. The
-plain-text and JSON views of the log are ``calls_view.py``.
+plain-text and JSON views of the log are ``gateway/cli/state.py``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from gateway.tones import ulaw
+from gateway.demo.tones import ulaw
 
 if TYPE_CHECKING:
     from pathlib import Path

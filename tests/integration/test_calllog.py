@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from gateway.cli.state import format_table
 from gateway.status.bus import EventBus, StatusEvent
 from gateway.status.calllog import CallLog
-from gateway.status.calls_view import format_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import run_demo
+from gateway.demo.run import run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -1,7 +1,7 @@
 """Operators that answer 183 and play tones: the gateway hears SIT and fails over.
 
 Each operator is SIPp playing PCMU RTP from a pcap generated here from
-synthetic audio (gateway/tones.py): SIT + announcement for each code, and
+synthetic audio (gateway/demo/tones.py): SIT + announcement for each code, and
 ringback, busy, speech and music that must never be taken for SIT.
 """
 
@@ -16,8 +16,8 @@ from gateway_process import GatewayProcess
 from pcap import write_rtp_pcap
 from sipp import RtpSink
 
-from gateway import tones
 from gateway.core.sit import SitCode
+from gateway.demo import tones
 
 if TYPE_CHECKING:
     from pathlib import Path

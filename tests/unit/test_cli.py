@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import _parser, main
+from gateway.cli.main import _parser, main
 from gateway.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]

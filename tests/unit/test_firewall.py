@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Settings
-from gateway.firewall import allowed_hosts, render
+from gateway.service.firewall import allowed_hosts, render
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "firewall" / "nftables.conf"
 NFT = shutil.which("nft") or "/usr/sbin/nft"

@@ -12,7 +12,7 @@ from loguru import logger
 from gateway.core.causes import Outcome
 from gateway.core.health import Evidence, HealthChange, ProbeResult, Source
 from gateway.core.rules import parse_rules
-from gateway.health_monitor import HealthMonitor
+from gateway.health.monitor import HealthMonitor
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from loguru import logger
 
-from gateway import logs
+from gateway.service import logs
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.refusals import NOT_THE_TRUNK, OVER_LIMIT, STOPPING, RefusedSources, reason_for
+from gateway.service.refusals import NOT_THE_TRUNK, OVER_LIMIT, STOPPING, RefusedSources, reason_for
 
 
 def test_first_refusal_is_told_at_once_then_once_a_minute_with_the_count() -> None:

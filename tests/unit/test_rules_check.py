@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from gateway.cli.rules import check, explain
 from gateway.core.rules import RulesError
-from gateway.rules_cli import check, explain
-from gateway.rules_file import load_rules, schema_text
+from gateway.rules.load import load_rules, schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "rules" / "example.yaml"
@@ -90,7 +90,7 @@ def test_committed_schema_is_up_to_date() -> None:
     committed = (ROOT / "rules" / "rules.schema.json").read_text(encoding="utf-8")
     assert committed == schema_text(), (
         "rules/rules.schema.json is stale: "
-        "python -m gateway.rules_file --write-schema rules/rules.schema.json"
+        "python -m gateway.rules.load --write-schema rules/rules.schema.json"
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.rules import Problem, RulesError, parse_rules
-from gateway.rules_file import load_rules
+from gateway.rules.load import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "rules").glob("*.yaml"))

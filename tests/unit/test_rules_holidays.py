@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from gateway.cli.rules import check, explain
 from gateway.core.plan import plan_call
 from gateway.core.rules import Rules, RulesError, parse_rules
 from gateway.core.schedule import describe_schedule, parse_schedule, why_closed
-from gateway.rules_cli import check, explain
 
 if TYPE_CHECKING:
     from pathlib import Path

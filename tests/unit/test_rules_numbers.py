@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from gateway.cli.rules import explain
 from gateway.core.numbers import dial_form, e164, number_key, prefix_key
 from gateway.core.rules import Rules, RulesError, parse_rules
-from gateway.rules_cli import explain
 
 if TYPE_CHECKING:
     from pathlib import Path

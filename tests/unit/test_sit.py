@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway import tones
 from gateway.core.causes import Outcome
 from gateway.core.sit import SitCode, SitDetector, SitTone, outcome_of
+from gateway.demo import tones
 
 LEAD_S = 0.3  # ringback-like silence before the operator's tones
 TELCORDIA = [code for code in SitCode if code is not SitCode.ITU]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from gateway.status.commands import parse_since
+from gateway.cli.state import parse_since
 from gateway.status.statusfile import STALE_AFTER, NotRunningError, read_status
 
 if TYPE_CHECKING:

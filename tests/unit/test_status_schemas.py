@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.status import commands
+from gateway.cli import state as commands
 from gateway.status.bus import EventBus, StatusEvent
 from gateway.status.calllog import CallLog
 from gateway.status.state import StatusState

@@ -6,7 +6,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-from gateway import systemd
+from gateway.service import systemd
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -22,7 +22,7 @@ here (pjsua2 2.15 ``call.cpp``): nothing is answered inside
 stays referenced until its DISCONNECTED callback, and no exception ever
 leaves a callback (it would terminate the process).
 
-Run as ``python -m gateway.demo_peers PORT GATEWAY_HOST:PORT FOLDER``.
+Run as ``python -m gateway.demo.peers PORT GATEWAY_HOST:PORT FOLDER``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
-from gateway.demo_story import (
+from gateway.demo.story import (
     ANNA_NUMBER,
     CALLER_NUMBER,
     MAIN_NUMBER,

@@ -1,6 +1,6 @@
 """Fill in the shipped nftables template from the gateway's settings and rules.
 
-``python -m gateway.firewall TEMPLATE [ENV_FILE]`` prints the firewall for
+``python -m gateway.service.firewall TEMPLATE [ENV_FILE]`` prints the firewall for
 this gateway (deploy/install.sh writes it to /etc/sip-failover/nftables.conf).
 SIP and RTP are let in from the trunk's addresses (``trunk.sources``, else the
 registrar's host) and from the hosts of the SIP phones the rules ring (``uri:``
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from gateway.config import Settings, _resolve, sip_uri_hostport
 from gateway.core.rules import RulesError
-from gateway.rules_file import load_rules
+from gateway.rules.load import load_rules
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -1,6 +1,6 @@
 """The demo's story: what each side reported, in order, and what it proves.
 
-Pure bookkeeping for ``sip-failover demo`` (gateway/demo.py runs the
+Pure bookkeeping for ``sip-failover demo`` (gateway/demo/run.py runs the
 processes): lines from the gateway's log and the far side's JSON become one
 timeline, and the facts they carry are checked against the story the demo
 tells (failover on "unassigned", audio both ways, the alert, the voicemail
@@ -163,7 +163,7 @@ class Story:
         return shown
 
     def peer_event(self, event: dict[str, Any]) -> list[Entry]:
-        """One JSON event of the far side (gateway/demo_peers.py): its timeline entries."""
+        """One JSON event of the far side (gateway/demo/peers.py): its timeline entries."""
         act = int(event.get("act", 1))
         facts = self.acts[act - 1]
         key = f"{event['event']}:{event.get('role')}"

@@ -38,7 +38,7 @@ from gateway.core.probing import ProbeSchedule, ProbeScheduler
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from gateway.probes import Prober
+    from gateway.health.probes import Prober
 
 IDLE_WAKE = 60.0  # seconds between looks when nothing is scheduled
 BUSY_RETRY = 30.0  # a call probe that found no free leg is tried again this soon

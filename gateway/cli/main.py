@@ -194,20 +194,20 @@ def main(argv: list[str] | None = None) -> int:
 def _command(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        from gateway.rules_cli import check  # noqa: PLC0415 - keep pjsua out of check/explain
+        from gateway.cli.rules import check  # noqa: PLC0415 - keep pjsua out of check/explain
 
         return check(args.rules, sys.stdout)
     if args.command == "explain":
-        from gateway.rules_cli import explain  # noqa: PLC0415
+        from gateway.cli.rules import explain  # noqa: PLC0415
 
         return explain(args.rules, args.to, args.from_, args.at, args.json, sys.stdout,
                        dict(args.health), args.mode)  # fmt: skip
     if args.command == "demo":
-        from gateway.demo import run_demo  # noqa: PLC0415
+        from gateway.demo.run import run_demo  # noqa: PLC0415
 
         return run_demo(quiet=args.quiet)
     if args.command == "probe":
-        from gateway.probe_cli import probe  # noqa: PLC0415 - pjsua only for this command
+        from gateway.cli.probe import probe  # noqa: PLC0415 - pjsua only for this command
 
         return probe(args.target, args.kind, sys.stdout, sys.stderr)
     if args.command in {"calls", "status"}:
@@ -228,8 +228,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _read_state(args: argparse.Namespace) -> int:
     """``calls`` and ``status``: read the state folder of the gateway's settings."""
+    from gateway.cli import state as commands  # noqa: PLC0415
     from gateway.config import StateSettings  # noqa: PLC0415 - keep pjsua out of reading commands
-    from gateway.status import commands  # noqa: PLC0415
 
     state_dir = StateSettings().state_dir
     now = datetime.now(UTC)

@@ -18,7 +18,7 @@ from gateway.core.causes import FAILURES, Outcome
 from gateway.core.plan import DEAD_HEALTH, Plan, PlanStep, RingPlan, plan_call, probed
 from gateway.core.rules import Route, Rules, RulesError
 from gateway.core.schedule import describe_schedule, sample_times, why_closed
-from gateway.rules_file import load_rules
+from gateway.rules.load import load_rules
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

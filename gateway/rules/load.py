@@ -1,7 +1,7 @@
 """The rules file on disk: read it, check it, write its JSON schema.
 
 The file-system edge of ``gateway.core.rules`` (which is pure).
-``python -m gateway.rules_file --write-schema rules/rules.schema.json``
+``python -m gateway.rules.load --write-schema rules/rules.schema.json``
 regenerates the schema editors use; a unit test fails when it is stale.
 """
 
@@ -76,7 +76,7 @@ def write_schema(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gateway.rules_file --write-schema PATH``."""
+    """``python -m gateway.rules.load --write-schema PATH``."""
     from pathlib import Path  # noqa: PLC0415 - only the command line needs it at run time
 
     parser = argparse.ArgumentParser(description="rules file tools")

@@ -2,7 +2,7 @@
 
 The main number is a mobile whose operator lost it: callers get "unassigned"
 (``404``, ``Reason: Q.850;cause=1``). The real gateway (``python -m gateway
-run``, rules in ``demo_rules.yaml``) and a far side (``gateway.demo_peers``:
+run``, rules in ``gateway/demo/rules.yaml``) and a far side (``gateway.demo.peers``:
 the operator, anna's backup mobile, two customers) run as processes on free
 loopback ports; a mail server (aiosmtpd) runs in this process. Two calls
 happen, and their timeline is printed as it happens:
@@ -40,7 +40,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from aiosmtpd.controller import Controller
 
-from gateway.demo_story import HOLD_S, MAIL_FROM, MAIN_NUMBER, Mail, Story, Timeline
+from gateway.demo.story import HOLD_S, MAIL_FROM, MAIN_NUMBER, Mail, Story, Timeline
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,7 +79,7 @@ def _cut_wav(source: Path, target: Path, seconds: tuple[float, float]) -> None:
 def _child_env(tmp: Path, sip_port: int, trunk_port: int, smtp_port: int) -> dict[str, str]:
     # The user's own SIP_FAILOVER_* settings (a real trunk, a broker) stay out.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIP_FAILOVER_")}
-    package_root = str(Path(__file__).resolve().parent.parent)  # this very package
+    package_root = str(Path(__file__).resolve().parents[2])  # this very package
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     trunk = f"sip:127.0.0.1:{trunk_port}"
     return env | {
@@ -230,7 +230,7 @@ def _play(run: Run, rules: str, say: Callable[[str], None]) -> int:
     say(f"gateway  127.0.0.1:{sip_port}  rings office-mobile {MAIN_NUMBER}, anna, then voicemail")
     say(f"trunk    127.0.0.1:{trunk_port}  plays its operator, anna's mobile and two customers")
     say(f"mail     127.0.0.1:{run.smtp_port}  receives what the gateway mails\n")
-    peers_args = ["-m", "gateway.demo_peers", str(trunk_port), f"127.0.0.1:{sip_port}", run.tmp]
+    peers_args = ["-m", "gateway.demo.peers", str(trunk_port), f"127.0.0.1:{sip_port}", run.tmp]
     peers = run.spawn([str(arg) for arg in peers_args], env, "peers")
     calls_over = {"call.ended", "ended:caller"}
     run.take_until(
@@ -251,7 +251,7 @@ def run_demo(quiet: bool, *, rules: str | None = None) -> int:
 
     Args:
         quiet: print only the timeline and the mail (no introduction, no explanation).
-        rules: rules file text to run with instead of ``demo_rules.yaml``.
+        rules: rules file text to run with instead of the demo's ``rules.yaml``.
 
     Returns:
         0 when the whole story happened: failover on "unassigned", anna
@@ -271,7 +271,7 @@ def run_demo(quiet: bool, *, rules: str | None = None) -> int:
         "then a second customer, with anna busy, leave a voicemail that is mailed.\n"
     )
     if rules is None:
-        rules = resources.files("gateway").joinpath("demo_rules.yaml").read_text("utf-8")
+        rules = resources.files("gateway.demo").joinpath("rules.yaml").read_text("utf-8")
     story, problems = Story(), []
     with tempfile.TemporaryDirectory(prefix="sip-failover-demo-") as folder:
         run = Run(Path(folder), story, Timeline(out, story))

@@ -4,7 +4,7 @@ A process of its own, next to a running gateway: pjsua allows one endpoint
 per process, so this one gets its own, on an ephemeral port of the listen
 address, with no registration (a second contact registered for the trunk
 account could take the gateway's incoming calls) and refusing every INVITE.
-It runs one probe through ``gateway.probes.Prober``, prints what the network
+It runs one probe through ``gateway.health.probes.Prober``, prints what the network
 answered and the verdict the health board would draw from it, and exits.
 
 Exit codes: 0 the probe ran (whatever it found), 2 bad settings, rules or
@@ -25,8 +25,8 @@ from gateway.core.admission import Capacity
 from gateway.core.health import ProbeResult, verdict
 from gateway.core.plan import dial_of
 from gateway.core.rules import RulesError
-from gateway.probes import Prober
-from gateway.rules_file import load_rules
+from gateway.health.probes import Prober
+from gateway.rules.load import load_rules
 from gateway.sip.engine import CALL_LEGS, OptionsSignal, SipEngine
 from gateway.sip.legs import LegSignal
 

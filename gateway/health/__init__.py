@@ -1,0 +1,1 @@
+"""Health: the monitor that drives ``core/health.py``, the probes, and the alert mails."""
