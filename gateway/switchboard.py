@@ -127,9 +127,10 @@ class Switchboard:
 
     # -- signals from the engine ---------------------------------------------------
 
-    def pump(self) -> None:
-        """Poll pjsua and act on everything it reported."""
-        for signal in self.engine.poll():
+    def pump(self) -> int:
+        """Poll pjsua and act on everything it reported; returns how many signals."""
+        signals = self.engine.poll()
+        for signal in signals:
             try:
                 self._dispatch(signal)
             except Exception:  # noqa: BLE001 - one bad signal must not stop every call
@@ -138,6 +139,7 @@ class Switchboard:
         for offer, screening in turned_away:
             self._turn_away(offer, screening)
         self._publish_refused_rate()
+        return len(signals) + len(turned_away)
 
     def _dispatch(self, signal: object) -> None:
         if self.prober is not None:

@@ -236,6 +236,21 @@ class SipEngine:
         self._direct = DirectAccount(self.registry)
         self._direct.create(self._direct_config(), False)
 
+    def sip_ports(self) -> set[int]:
+        """The local ports pjsip takes SIP on: UDP (and TCP) on the listen port, TLS on its own."""
+        ports = {int(self.listen.rsplit(":", 1)[1])} if self.listen else set()
+        if self.settings.trunk.transport == "tls":
+            ports.add(self.settings.trunk.tls.port)
+        return ports
+
+    def trunk_stream_ports(self) -> set[int]:
+        """The trunk server's ports when pjsip connects to it over TCP/TLS (else none)."""
+        trunk = self.settings.trunk
+        if trunk.transport == "udp":
+            return set()
+        servers = (trunk.outbound_proxy, trunk.registrar)
+        return {sip_uri_hostport(trunk.uri(uri))[1] for uri in servers}
+
     def poll(self) -> list[Signal]:
         """Let pjsua do its work (no wait) and return what happened."""
         assert self._ep is not None
