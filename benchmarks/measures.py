@@ -1,0 +1,120 @@
+"""What the side-by-side benchmark reads: delays from a capture, CPU and memory from /proc.
+
+Every delay comes from tcpdump's kernel timestamps on ``lo``, read by the same
+code for the gateway and for Kamailio; calls are placed one at a time, so the
+packets of one call never interleave with the next one's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from failover_latency import percentile, read_pcap
+
+Packet = tuple[float, int, int, bytes]  # time, source port, destination port, UDP payload
+
+__all__ = ["Packet", "failover_delays", "outage_delays", "read_pcap", "rtp_payload_types",
+           "stats", "tree_cpu_seconds", "tree_pids", "tree_pss_mb"]  # fmt: skip
+
+
+def failover_delays(packets: list[Packet], system: int, main: int, backup: int) -> list[float]:
+    """Seconds from the main line's 404 reaching ``system`` to its INVITE to the backup."""
+    out, pending = [], None
+    for stamp, sport, dport, payload in packets:
+        if sport == main and dport == system and payload.startswith(b"SIP/2.0 404"):
+            pending = pending or stamp
+        elif sport == system and dport == backup and payload.startswith(b"INVITE ") and pending:
+            out.append(stamp - pending)
+            pending = None
+    return out
+
+
+def outage_delays(packets: list[Packet], system: int, caller: int, backup: int,
+                  dead: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Seconds from the caller's INVITE to the backup INVITE, and to the caller's 180.
+
+    A call that tried the dead line first (before the outage was known) is left out.
+    """
+    to_backup: list[float] = []
+    to_ringing: list[float] = []
+    start: float | None = None
+    tried_dead = ringing_sent = False
+    for stamp, sport, dport, payload in packets:
+        if sport == caller and dport == system and payload.startswith(b"INVITE "):
+            if start is None:
+                start, tried_dead, ringing_sent = stamp, False, False
+        elif start is None:
+            continue
+        elif sport == system and dport == dead and payload.startswith(b"INVITE "):
+            tried_dead = True
+        elif sport == system and dport == caller and payload.startswith(b"SIP/2.0 180"):
+            if not ringing_sent and not tried_dead:
+                to_ringing.append(stamp - start)
+            ringing_sent = True
+        elif sport == system and dport == backup and payload.startswith(b"INVITE "):
+            if not tried_dead:
+                to_backup.append(stamp - start)
+            start = None
+    return to_backup, to_ringing
+
+
+def rtp_payload_types(packets: list[Packet], sources: range, destinations: range) -> list[int]:
+    """RTP payload types sent from a range of ports to another (either may be ``range(65536)``)."""
+    return sorted({payload[1] & 0x7F for _, sport, dport, payload in packets
+                   if sport in sources and dport in destinations and len(payload) >= 12
+                   and payload[0] >> 6 == 2})  # fmt: skip
+
+
+def stats(seconds: list[float]) -> dict[str, float | int]:
+    """p50/p99/max in milliseconds, and how many values."""
+    ms = [value * 1000 for value in seconds]
+    if not ms:
+        return {"count": 0}
+    return {"count": len(ms), "p50": round(percentile(ms, 50), 3),
+            "p99": round(percentile(ms, 99), 3), "max": round(max(ms), 3)}  # fmt: skip
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and every descendant (Kamailio's children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    tree, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sorted(tree)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants, seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its descendants (shared pages split), MB."""
+    total_kb = 0
+    for member in tree_pids(pid):
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total_kb += next(int(line.split()[1]) for line in rollup.splitlines()
+                         if line.startswith("Pss:"))  # fmt: skip
+    return round(total_kb / 1024, 1)
+
