@@ -246,15 +246,20 @@ class Switchboard:
 
     def _apply(self, call_id: str, actions: list[act.Action]) -> None:
         call = self._calls[call_id]
+        # What the caller waits for goes first: the next INVITE leaves before
+        # any status event is logged, published or written. The events follow
+        # on the loop's next turn, in their order (call_soon is FIFO).
         for action in actions:
-            self._carry_out(call_id, call, action)
+            if not isinstance(action, act.Notify):
+                self._carry_out(call_id, call, action)
+        for action in actions:
+            if isinstance(action, act.Notify):
+                self.loop.call_soon(self.notify, action.kind, action.data)
         self._rearm(call_id, call)
         self._maybe_forget(call_id, call)
 
     def _carry_out(self, call_id: str, call: _Call, action: act.Action) -> None:
         match action:
-            case act.Notify(kind, data):
-                self.notify(kind, data)
             case act.SendRinging():
                 self.engine.answer(call_id, 180)
             case act.Ring(leg, target):
@@ -280,8 +285,8 @@ class Switchboard:
             logger.warning("leg {} to {} not rung: every call leg is in use", leg, target.name)
             self.loop.call_soon(self._leg_failed_locally, leg)
             return
-        logger.info("call {}: ringing {} ({})", call_id, target.name, target.label)
         self.engine.ring(leg, target, call.session.info)
+        logger.info("call {}: ringing {} ({})", call_id, target.name, target.label)
 
     def _leg_failed_locally(self, leg: str) -> None:
         failed = failed_locally()
@@ -289,7 +294,9 @@ class Switchboard:
 
     def _try_bridge(self, call_id: str, call: _Call) -> None:
         if call.bridge_leg and self.engine.connect(call_id, call.bridge_leg):
-            logger.info("call {}: audio bridged with {}", call_id, call.bridge_leg)
+            caller, callee = self.engine.codecs(call_id, call.bridge_leg)
+            logger.info("call {}: audio bridged with {} ({} / {}{})", call_id, call.bridge_leg,
+                        caller, callee, "" if caller == callee else ", transcoded")  # fmt: skip
             call.bridge_leg = None
 
     def _start_voicemail(self, call_id: str, box: str, why: str) -> None:
@@ -345,7 +352,8 @@ class Switchboard:
     def _notify_active(self) -> None:
         if self._active_published != len(self._calls):
             self._active_published = len(self._calls)
-            self.notify("calls.active", {"count": len(self._calls)})
+            # After the call's own events (deferred the same way), never before them.
+            self.loop.call_soon(self.notify, "calls.active", {"count": len(self._calls)})
 
     def _publish_refused_rate(self) -> None:
         """INVITEs refused before any dialog (strangers, floods) in the last minute: a rate."""
