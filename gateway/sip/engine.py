@@ -53,9 +53,15 @@ if TYPE_CHECKING:
 # The limits are re-exported: the switchboard and the prober read them here.
 __all__ = ["CALL_LEGS", "MAX_LEGS", "DirectAccount", "IncomingSignal", "OptionsSignal",
            "RegistrationSignal", "SipEngine", "TrunkAccount"]  # fmt: skip
-_CODECS = {"PCMA/8000/1": 255, "PCMU/8000/1": 254}
 _BUSY = {171001, 70011}  # PJSIP_EBUSY, PJ_EBUSY: "Object is busy"
 RegisterSend = Literal["sent", "busy", "failed"]
+_CODECS = {"PCMA": "PCMA/8000/1", "PCMU": "PCMU/8000/1"}  # what legs offer; PCMA first
+
+
+def _codec_order(first: str | None) -> dict[str, int]:
+    """pjsua priorities: ``first`` (else PCMA) 255, the other G.711 254."""
+    first = first or "PCMA"
+    return {codec_id: 255 if name == first else 254 for name, codec_id in _CODECS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +169,7 @@ class TrunkAccount(pj.Account):  # type: ignore[misc]
         leg = InboundLeg(self.registry, self, prm.callId, call_id)  # held by the registry
         raw = str(prm.rdata.wholeMsg)
         leg.caller_id = message.caller_id(raw)
+        leg.offered = message.offered_codecs(raw)
         offer = offer_of(raw, str(prm.rdata.srcAddress))
         self.registry.emit(IncomingSignal(call_id, offer.caller, offer.called, offer.source))
 
@@ -209,6 +216,7 @@ class SipEngine:
         self.media = CallMedia(self.registry)
         self.taps = LegTaps(self.registry)
         self.listen: str = ""
+        self._codec_order: dict[str, int] = {}
         trunk = settings.trunk
         self._policy = Policy(trunk.present, trunk.assert_identity, trunk.redirect_header)
 
@@ -220,8 +228,9 @@ class SipEngine:
         self._ep.libCreate()
         self._ep.libInit(self._ep_config())
         self._ep.audDevManager().setNullDev()
+        self._codec_order = _codec_order(None)
         for codec in self._ep.codecEnum2():
-            self._ep.codecSetPriority(codec.codecId, _CODECS.get(codec.codecId, 0))
+            self._ep.codecSetPriority(codec.codecId, self._codec_order.get(codec.codecId, 0))
         self.listen = create_transports(self._ep, self.settings)
         self._ep.libStart()
         # No default account: a call the gate refuses must find no account at
@@ -351,6 +360,7 @@ class SipEngine:
         prm = pj.CallOpParam(True)
         if call_info is not None:
             self._present(prm, call_info, uri, account)
+            self._offer_callers_codec(call_info.call_id)
         try:
             call.makeCall(uri, prm)
         except pj.Error as err:
@@ -359,6 +369,22 @@ class SipEngine:
             failed = failed_locally()
             event = LegFailed(leg, failed.outcome, failed.sip_code, failed.q850)
             self.registry.emit(LegSignal(leg, event))
+
+    def _offer_callers_codec(self, call_id: str) -> None:
+        """Offer the leg the caller's preferred codec first: bridged, nothing is transcoded.
+
+        pjsua2 sets codec priorities for the whole endpoint, not per call; every
+        call is made on the loop's thread, so setting them right before
+        ``makeCall`` shapes this leg's offer alone.
+        """
+        inbound = self.registry.inbound.get(call_id)
+        wanted = next((c for c in (inbound.offered if inbound else ()) if c in _CODECS), None)
+        order = _codec_order(wanted)
+        if self._ep is None or order == self._codec_order:
+            return
+        for codec_id, priority in order.items():
+            self._ep.codecSetPriority(codec_id, priority)
+        self._codec_order = order
 
     def _present(self, prm: Any, info: CallInfo, uri: str, account: pj.Account) -> None:
         """Present the forwarded caller: pjsua 2.14+ takes a per-call From in ``localUri``."""
@@ -445,6 +471,14 @@ class SipEngine:
         b.startTransmit(a)
         return True
 
+    def codecs(self, call_id: str, leg: str) -> tuple[str, str]:
+        """The audio codec of the caller's leg and of an outgoing leg (``?`` unknown).
+
+        The same on both sides: the bridge relays frames without transcoding.
+        """
+        calls = (self.registry.inbound.get(call_id), self.registry.outbound.get(leg))
+        return _codec_of(calls[0]), _codec_of(calls[1])
+
     def hang_up_all(self) -> None:
         for call in [*self.registry.outbound.values(), *self.registry.inbound.values()]:
             self._hangup(call, 0)
@@ -487,6 +521,10 @@ class SipEngine:
 
     def _media_config(self, cfg: Any) -> None:
         sip = self.settings.sip
+        # An answer with several codecs would have pjsua re-INVITE to narrow it
+        # to one: a needless round trip on every bridged leg (RFC 3264 allows
+        # sending with any codec of the answer).
+        cfg.mediaConfig.lockCodecEnabled = False
         media = cfg.mediaConfig.transportConfig
         media.port = sip.rtp_port
         media.portRange = sip.rtp_port_range
@@ -512,6 +550,18 @@ class SipEngine:
             cfg.sipConfig.authCreds.append(cred)
         self._media_config(cfg)
         return cfg
+
+
+def _codec_of(call: pj.Call | None) -> str:
+    if call is None:
+        return "?"
+    try:
+        for index, media in enumerate(call.getInfo().media):
+            if media.type == pj.PJMEDIA_TYPE_AUDIO:
+                return str(call.getStreamInfo(index).codecName)
+    except pj.Error:
+        pass
+    return "?"
 
 
 def _add_headers(prm: Any, headers: Iterable[tuple[str, str]]) -> None:

@@ -156,6 +156,7 @@ class InboundLeg(_Leg):
         self.call_id = call_id
         self.answered = False
         self.caller_id: CallerId | None = None  # who the trunk says is calling
+        self.offered: tuple[str, ...] = ()  # the caller's audio codecs, preferred first
         registry.inbound[call_id] = self
 
     @guarded

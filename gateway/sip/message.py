@@ -100,3 +100,22 @@ def caller_id(raw: str) -> CallerId:
         privacy=privacy,
         from_user=unquote(from_user) if from_user else None,
     )
+
+
+_STATIC_AUDIO = {"0": "PCMU", "8": "PCMA", "9": "G722", "18": "G729", "3": "GSM"}
+
+
+def offered_codecs(raw: str) -> tuple[str, ...]:
+    """The audio codecs an SDP offer lists, in its order of preference (``PCMA``, ``PCMU`` …).
+
+    RFC 3264 5.1: the offerer lists its formats most preferred first; a
+    static payload type needs no ``rtpmap`` (RFC 3551 6), a dynamic one does.
+    """
+    parts = re.split(r"\r?\n\r?\n", raw, maxsplit=1)
+    body = parts[1] if len(parts) > 1 else ""
+    audio = re.search(r"^m=audio \S+ \S+ ([\d ]+)", body, re.MULTILINE)
+    if audio is None:
+        return ()
+    names = dict(_STATIC_AUDIO)
+    names.update(re.findall(r"^a=rtpmap:(\d+) ([\w.-]+)/", body, re.MULTILINE))
+    return tuple(dict.fromkeys(names[pt] for pt in audio.group(1).split() if pt in names))

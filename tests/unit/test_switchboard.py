@@ -87,6 +87,9 @@ class FakeEngine:
     def connect(self, call_id: str, leg: str) -> bool:
         return True
 
+    def codecs(self, call_id: str, leg: str) -> tuple[str, str]:
+        return ("PCMA", "PCMA")
+
     def hang_up_all(self) -> None:
         self.done.append(("hang_up_all",))
 
@@ -99,6 +102,11 @@ class Board:
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [data for k, data in self.events if k == kind]
+
+    async def settled(self) -> None:
+        """Status events follow the SIP actions on the loop's next turns."""
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def incoming(self, call_id: str, called: str = "+3225550100") -> None:
         """The trunk's INVITE got a slot: its inbound leg exists."""
@@ -126,6 +134,7 @@ async def test_a_trunk_caller_with_no_slot_is_turned_away_and_logged_once() -> N
     assert b.switchboard.gate(offer()) is False
     assert b.switchboard.gate(offer()) is False  # the caller's retransmission
     b.switchboard.pump()
+    await b.settled()
     (incoming,) = b.of("call.incoming")
     assert (incoming["caller"], incoming["route"]) == ("+32470999999", "main-line")
     (ended,) = b.of("call.ended")
@@ -142,6 +151,7 @@ async def test_strangers_are_counted_as_a_rate_and_never_logged_per_call() -> No
     for n in range(5):
         assert b.switchboard.gate(offer("203.0.113.9", f"{n}@x")) is False
     b.switchboard.pump()
+    await b.settled()
     assert b.of("call.incoming") == b.of("call.ended") == []
     assert b.of("calls.refused_sources") == [{"per_minute": 5}]
 
@@ -150,6 +160,7 @@ async def test_a_trunk_caller_with_a_slot_is_admitted() -> None:
     b = board(legs=2)
     assert b.switchboard.gate(offer()) is True
     b.switchboard.pump()
+    await b.settled()
     assert b.of("call.incoming") == []  # its IncomingSignal comes once its leg exists
 
 
@@ -157,6 +168,7 @@ async def test_no_route_is_refused_404_by_the_session_and_logged() -> None:
     b = board()
     b.incoming("c1", called="+3299999999")
     assert b.engine.done == [("refuse", "c1", 404, 1, None)]
+    await b.settled()
     (ended,) = b.of("call.ended")
     assert (ended["result"], ended["reason"], ended["sip_code"]) == ("refused", "no_route", 404)
     assert b.of("call.incoming")[0]["route"] is None
@@ -167,6 +179,7 @@ async def test_no_leg_left_and_no_voicemail_is_refused_503_retry_after() -> None
     b = board(legs=2)
     b.incoming("c1")  # its own leg makes 3: nothing left to ring with
     assert b.engine.done == [("refuse", "c1", 503, 42, 30)]
+    await b.settled()
     (ended,) = b.of("call.ended")
     assert (ended["result"], ended["reason"]) == ("refused", "over_capacity")
 
@@ -177,6 +190,7 @@ async def test_a_box_that_cannot_take_a_message_refuses_480_and_the_call_failed(
     await asyncio.sleep(0)  # the voicemail's end is reported on the next loop turn
     assert ("refuse", "c1", 480, 19, None) in b.engine.done
     assert ("answer", "c1", 200) not in b.engine.done
+    await b.settled()
     (ended,) = b.of("call.ended")
     assert (ended["result"], ended["reason"]) == ("failed", "voicemail_unavailable")
 
@@ -187,6 +201,7 @@ async def test_a_leg_that_fails_locally_fails_over_like_an_unreachable_one() -> 
     b.incoming("c1")
     b.switchboard.pump()
     assert [d for d in b.engine.done if d[0] == "ring"] == [("ring", "office"), ("ring", "anna")]
+    await b.settled()
     (leg,) = b.of("call.leg")
     assert (leg["target"], leg["outcome"]) == ("office", "unreachable")
     assert b.of("call.failover")[0]["outcome"] == "unreachable"
