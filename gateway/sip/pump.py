@@ -11,8 +11,9 @@ The pump watches them (through one epoll set the loop reads), so a datagram
 or a segment wakes the loop at once and the engine's work runs there.
 
 pjsip's timers (retransmissions, timer B, registration refresh) have no
-public "next deadline" in pjsua2: a slow tick (``TICK_S``) runs them, late
-by at most one tick (T1 is 500 ms, RFC 3261 17.1.1.1). A socket still
+public "next deadline" in pjsua2: a slow tick runs them, late by at most one
+tick: ``TICK_S`` while a call or leg is up (T1 is 500 ms, RFC 3261 17.1.1.1),
+``TICK_IDLE_S`` when idle. A socket still
 connecting (TCP to the trunk) is watched for writability until it is
 connected. RTP does not ride on this: pjmedia has its own I/O queue and
 worker thread.
@@ -38,7 +39,8 @@ from loguru import logger
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
-TICK_S = 0.05  # pjsip's timers run at least this often
+TICK_S = 0.05  # pjsip's timers run at least this often while a call or leg is up
+TICK_IDLE_S = 0.25  # and when idle (registration refresh, probes: seconds apart)
 POLL_BUSY_S = 0.001  # fallback without sockets: a call or leg is up
 POLL_IDLE_S = 0.02  # fallback without sockets: idle
 _FDS = Path("/proc/self/fd")
@@ -229,8 +231,8 @@ class EnginePump:
                   busy: Callable[[], bool]) -> None:  # fmt: skip
         """Tick until ``stop`` is set: pjsip's timers, and ``on_tick`` (the watchdog).
 
-        Without sockets, each tick is a poll: ``POLL_BUSY_S`` while ``busy()``,
-        else ``POLL_IDLE_S``.
+        Ticks come every ``TICK_S`` while ``busy()``, else every ``TICK_IDLE_S``;
+        without sockets each tick is a poll: ``POLL_BUSY_S`` or ``POLL_IDLE_S``.
         """
         while not stop.is_set():
             self._run()
@@ -241,7 +243,7 @@ class EnginePump:
 
     def _interval(self, busy: Callable[[], bool]) -> float:
         if self._epoll is not None:
-            return TICK_S
+            return TICK_S if busy() else TICK_IDLE_S
         return POLL_BUSY_S if busy() else POLL_IDLE_S
 
     def close(self) -> None:

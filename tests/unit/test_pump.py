@@ -161,13 +161,14 @@ def test_without_sockets_it_polls_on_a_clock() -> None:
         loop.close()
 
 
-async def test_with_sockets_it_ticks_slowly_even_while_busy(sip_udp: socket.socket) -> None:
+async def test_with_sockets_it_ticks_slowly_busy_and_slower_idle(sip_udp: socket.socket) -> None:
     port = sip_udp.getsockname()[1]
     pump = EnginePump(asyncio.get_running_loop(), FakeEngine(sip_udp).work,
                       lambda: find_sip_sockets({port}))  # fmt: skip
     pump.start()
     try:
         assert pump._interval(lambda: True) == pump_module.TICK_S
+        assert pump._interval(lambda: False) == pump_module.TICK_IDLE_S
     finally:
         pump.close()
 
