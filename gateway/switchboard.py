@@ -10,6 +10,7 @@ and the session decides the rest (gateway/core/session.py).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -249,13 +250,14 @@ class Switchboard:
         call = self._calls[call_id]
         # What the caller waits for goes first: the next INVITE leaves before
         # any status event is logged, published or written. The events follow
-        # on the loop's next turn, in their order (call_soon is FIFO).
-        for action in actions:
-            if not isinstance(action, act.Notify):
-                self._carry_out(call_id, call, action)
+        # on the loop's next turn, in their order (call_soon is FIFO), and the
+        # lines the actions log after them (the demo's timeline reads the log).
         for action in actions:
             if isinstance(action, act.Notify):
                 self.loop.call_soon(self.notify, action.kind, action.data)
+        for action in actions:
+            if not isinstance(action, act.Notify):
+                self._carry_out(call_id, call, action)
         self._rearm(call_id, call)
         self._maybe_forget(call_id, call)
 
@@ -287,7 +289,12 @@ class Switchboard:
             self.loop.call_soon(self._leg_failed_locally, leg)
             return
         self.engine.ring(leg, target, call.session.info)
-        logger.info("call {}: ringing {} ({})", call_id, target.name, target.label)
+        # Logged after the call's events, stamped when the INVITE left.
+        sent = time.time()
+        stamped = logger.patch(lambda record: record.update(  # type: ignore[call-arg]
+            time=record["time"].fromtimestamp(sent, record["time"].tzinfo)))  # loguru's type
+        self.loop.call_soon(stamped.info, "call {}: ringing {} ({})", call_id, target.name,
+                            target.label)  # fmt: skip
 
     def _leg_failed_locally(self, leg: str) -> None:
         failed = failed_locally()

@@ -100,7 +100,7 @@ class Story:
             kind, _, data = message.removeprefix("event ").partition(" ")
             return self._gateway_event(at, kind, json.loads(data))
         ringing, probe = _RINGING.match(message), _PROBE.match(message)
-        if ringing:  # logged just before the INVITE goes out
+        if ringing:  # logged just after the INVITE went out
             return self._ringing(at, self.act_of.get(ringing[1], 1), ringing[2], ringing[3])
         if probe:  # rare in the demo (probes are hours apart), but real
             return at, f"gateway: probe of {probe[1]}: {probe[2]}", None
