@@ -60,10 +60,13 @@ def outage_delays(packets: list[Packet], system: int, caller: int, backup: int,
 
 
 def rtp_payload_types(packets: list[Packet], sources: range, destinations: range) -> list[int]:
-    """RTP payload types sent from a range of ports to another (either may be ``range(65536)``)."""
+    """RTP payload types sent from a range of ports to another (either may be ``range(65536)``).
+
+    RTCP (packet types 192-223 in the second byte, RFC 5761 4) is left out.
+    """
     return sorted({payload[1] & 0x7F for _, sport, dport, payload in packets
                    if sport in sources and dport in destinations and len(payload) >= 12
-                   and payload[0] >> 6 == 2})  # fmt: skip
+                   and payload[0] >> 6 == 2 and not 192 <= payload[1] <= 223})  # fmt: skip
 
 
 def stats(seconds: list[float]) -> dict[str, float | int]:
