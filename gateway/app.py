@@ -32,7 +32,8 @@ from gateway.rules.load import load_rules
 from gateway.rules.watch import watch_rules
 from gateway.service import logs, systemd
 from gateway.service.refusals import RefusedSources, reason_for
-from gateway.sip.engine import CALL_LEGS, InviteOffer, SipEngine
+from gateway.sip.engine import InviteOffer, SipEngine
+from gateway.sip.engine_limits import planned_limits
 from gateway.sip.pump import EnginePump, find_sip_sockets
 from gateway.sip.registration import Registration
 from gateway.status.bus import EventBus
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
     from gateway.config import Settings
     from gateway.service.logs import LogFormat
+    from gateway.sip.limits import EngineLimits
 
 # While the gateway runs, the engine pump (gateway/sip/pump.py) wakes pjsua on
 # SIP traffic. Shutdown polls it every POLL_BUSY until its waits are over.
@@ -68,7 +70,7 @@ def setup_logging(level: str, log_format: LogFormat = "auto") -> None:
 class Gateway:
     """The running gateway: owns the engine and the switchboard."""
 
-    def __init__(self, settings: Settings, rules: Rules) -> None:
+    def __init__(self, settings: Settings, rules: Rules, limits: EngineLimits) -> None:
         self.settings = settings
         self.rules = rules
         self._in_force = (_digest(settings.rules), _now_iso())  # sha256 and time of the rules used
@@ -77,11 +79,11 @@ class Gateway:
         self._forced_at: float | None = None  # when a second stop signal came
         self.admission = Admission(
             settings.trunk.allowed_sources(),
-            Capacity(CALL_LEGS),
+            Capacity(limits.call_legs),
             settings.sip.max_calls_per_source_per_minute,
         )
         self.refusals = RefusedSources()
-        self.engine = SipEngine(settings, self._gate)
+        self.engine = SipEngine(settings, self._gate, limits)
         self.switchboard = Switchboard(self.engine, rules, self.admission, self.notify, self.loop)
         self.registration = Registration(self.engine, self.loop, self.notify, settings.trunk)
         self.switchboard.on_registration = self.registration.on_signal
@@ -117,7 +119,8 @@ class Gateway:
     def _gate(self, offer: InviteOffer, last_resort: bool) -> bool:
         if self.settings.edge.address is not None:
             registry = self.engine.registry
-            if not pool_admits(len(registry.inbound), len(registry.outbound), CALL_LEGS,
+            legs = self.admission.capacity.legs
+            if not pool_admits(len(registry.inbound), len(registry.outbound), legs,
                                last_resort=last_resort):  # fmt: skip
                 # Not a refusal of the caller: the edge offers the call to
                 # another worker (or, as a last resort, to a voicemail).
@@ -162,6 +165,7 @@ class Gateway:
                 mode, source = self.rules.active_mode
                 self.notify("rules.mode", {"mode": mode, "source": source})
                 self.engine.start()
+                self.notify("engine.limits", self.engine.limits.as_dict())
                 # Probes go through the engine: the monitor starts once it runs.
                 self._monitor_task = tasks.create_task(self.monitor.run(), name="health.monitor")
                 services.append(self._monitor_task)
@@ -318,7 +322,7 @@ class Gateway:
         """
         digest = _digest(self.settings.rules)
         try:
-            rules = load_rules(self.settings.rules, call_legs=CALL_LEGS)
+            rules = load_rules(self.settings.rules, call_legs=self.admission.capacity.legs)
         except RulesError as error:
             for problem in error.problems:
                 logger.error("rules not reloaded: {}", problem)
@@ -355,13 +359,14 @@ async def serve(settings: Settings) -> int:
     """Run the gateway until SIGTERM/SIGINT. Returns the process exit code."""
     if settings.edge.address is not None:
         settings = behind_edge(settings, settings.edge.address)
+    limits = planned_limits()  # read from the installed engine, once
     try:
-        rules = load_rules(settings.rules, call_legs=CALL_LEGS)
+        rules = load_rules(settings.rules, call_legs=limits.call_legs)
     except RulesError as error:
         for problem in error.problems:
             logger.error("{}", problem)
         return 2
-    gateway = Gateway(settings, rules)
+    gateway = Gateway(settings, rules, limits)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.request_stop)

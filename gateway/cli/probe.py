@@ -27,7 +27,8 @@ from gateway.core.plan import dial_of
 from gateway.core.rules import RulesError
 from gateway.health.probes import Prober
 from gateway.rules.load import load_rules
-from gateway.sip.engine import CALL_LEGS, OptionsSignal, SipEngine
+from gateway.sip.engine import OptionsSignal, SipEngine
+from gateway.sip.engine_limits import planned_limits
 from gateway.sip.legs import LegSignal
 
 if TYPE_CHECKING:
@@ -94,9 +95,10 @@ def _own_endpoint(settings: Settings) -> Settings:
 
 
 async def _probe_once(settings: Settings, dial: Dial, kind: str) -> tuple[Evidence | None, str]:
-    engine = SipEngine(settings, lambda _offer, _last_resort: False)  # never take a call
+    limits = planned_limits()
+    engine = SipEngine(settings, lambda _offer, _last_resort: False, limits)  # takes no call
     loop = asyncio.get_running_loop()
-    prober = Prober(engine, loop, Capacity(CALL_LEGS))
+    prober = Prober(engine, loop, Capacity(limits.call_legs))
     with _stdout_to_stderr():
         engine.start()
     pump = loop.create_task(_pump(engine, prober), name="probe.pump")

@@ -56,7 +56,7 @@ def pool_admits(inbound: int, outbound: int, call_legs: int, *, last_resort: boo
     Args:
         inbound: callers' legs in progress.
         outbound: legs rung (and probes) in progress.
-        call_legs: the engine's budget (``CALL_LEGS``).
+        call_legs: the engine's budget (``EngineLimits.call_legs``, read at start).
         last_resort: the edge found no worker that can ring: a voicemail
             needs only the caller's leg.
     """

@@ -13,19 +13,19 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from gateway.core.rules import Problem, Rules, RulesError, parse_rules, rules_json_schema
-from gateway.sip.limits import CALL_LEGS
+from gateway.sip.engine_limits import planned_limits
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
-def load_rules(path: Path, *, call_legs: int = CALL_LEGS) -> Rules:
+def load_rules(path: Path, *, call_legs: int | None = None) -> Rules:
     """Read and check a rules file (UTF-8), and the greeting files it names.
 
     Args:
         path: the rules file; greetings are relative to its folder.
         call_legs: the call legs the SIP engine gives calls; default: the
-            installed engine's (``gateway.sip.limits``).
+            installed engine's, read from pjsua2 (``planned_limits``).
 
     Raises:
         RulesError: the file cannot be read, is not UTF-8, or has problems.
@@ -42,7 +42,8 @@ def load_rules(path: Path, *, call_legs: int = CALL_LEGS) -> Rules:
         message = f"(top): not UTF-8 text (byte {error.start}); save the file as UTF-8"
         raise RulesError([Problem(str(path), line, message)]) from None
     greetings = partial(greeting_problem, path.parent)
-    return parse_rules(text, str(path), call_legs=call_legs, check_greeting=greetings)
+    legs = planned_limits().call_legs if call_legs is None else call_legs
+    return parse_rules(text, str(path), call_legs=legs, check_greeting=greetings)
 
 
 def greeting_problem(folder: Path, greeting: str) -> str | None:

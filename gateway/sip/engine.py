@@ -30,6 +30,7 @@ from gateway.core.numbers import dial_form
 from gateway.core.presentation import Policy, Present, present
 from gateway.edge.settings import LAST_RESORT_HEADER
 from gateway.sip import message
+from gateway.sip.engine_limits import running_limits
 from gateway.sip.legs import (
     InboundLeg,
     LegRegistry,
@@ -39,7 +40,6 @@ from gateway.sip.legs import (
     audio_of,
     guarded,
 )
-from gateway.sip.limits import CALL_LEGS, MAX_LEGS
 from gateway.sip.media import CallMedia
 from gateway.sip.tap import LegTaps
 from gateway.sip.transports import ANY_HOST, create_transports
@@ -49,10 +49,10 @@ if TYPE_CHECKING:
 
     from gateway.core.plan import Dial
     from gateway.core.session import CallInfo
+    from gateway.sip.limits import EngineLimits
 
-# The limits are re-exported: the switchboard and the prober read them here.
-__all__ = ["CALL_LEGS", "MAX_LEGS", "DirectAccount", "IncomingSignal", "OptionsSignal",
-           "RegistrationSignal", "SipEngine", "TrunkAccount"]  # fmt: skip
+__all__ = ["DirectAccount", "IncomingSignal", "OptionsSignal", "RegistrationSignal",
+           "SipEngine", "TrunkAccount"]  # fmt: skip
 _BUSY = {171001, 70011}  # PJSIP_EBUSY, PJ_EBUSY: "Object is busy"
 RegisterSend = Literal["sent", "busy", "failed"]
 _CODECS = {"PCMA": "PCMA/8000/1", "PCMU": "PCMU/8000/1"}  # what legs offer; PCMA first
@@ -204,8 +204,11 @@ class DirectAccount(pj.Account):  # type: ignore[misc]
 class SipEngine:
     """Owns every pjsua2 object; the composition root drives it."""
 
-    def __init__(self, settings: Settings, gate: Callable[[InviteOffer, bool], bool]) -> None:
+    def __init__(
+        self, settings: Settings, gate: Callable[[InviteOffer, bool], bool], limits: EngineLimits
+    ) -> None:
         self.settings = settings
+        self.limits = limits  # planned before start; what pjsua kept after it
         self._ids = (f"{n:04d}{secrets.token_hex(2)}" for n in itertools.count(1))
         self.registry = LegRegistry()
         self._gate = gate
@@ -227,6 +230,7 @@ class SipEngine:
         self._ep = _Endpoint(self._admit, self._trunk_id)
         self._ep.libCreate()
         self._ep.libInit(self._ep_config())
+        self._read_limits()
         self._ep.audDevManager().setNullDev()
         self._codec_order = _codec_order(None)
         for codec in self._ep.codecEnum2():
@@ -259,6 +263,19 @@ class SipEngine:
             return set()
         servers = (trunk.outbound_proxy, trunk.registrar)
         return {sip_uri_hostport(trunk.uri(uri))[1] for uri in servers}
+
+    def _read_limits(self) -> None:
+        """Replace the planned limits by what pjsua kept (and the rest it tells)."""
+        kept = running_limits(self._ep)
+        if kept.call_slots < self.limits.call_slots:
+            # Rules and admission were planned with more: our bug, not the admin's.
+            raise RuntimeError(f"pjsua kept {kept.call_slots} call slots, "
+                               f"{self.limits.call_slots} were planned")  # fmt: skip
+        self.limits = kept
+        logger.info("SIP engine: {} call slots ({} for calls), {} I/O queue{}, TLS {}",
+                    kept.call_slots, kept.call_legs, kept.io_queue,
+                    f" of {kept.io_handles} handles" if kept.io_handles else "",
+                    kept.tls or "unavailable")  # fmt: skip
 
     def poll(self) -> list[Signal]:
         """Let pjsua do its work (no wait) and return what happened."""
@@ -499,7 +516,7 @@ class SipEngine:
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = True
-        cfg.uaConfig.maxCalls = MAX_LEGS
+        cfg.uaConfig.maxCalls = self.limits.call_slots
         cfg.uaConfig.userAgent = "sip-failover"
         cfg.logConfig.level = self.settings.sip.log_level
         cfg.logConfig.consoleLevel = self.settings.sip.log_level

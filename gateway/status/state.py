@@ -25,12 +25,15 @@ REFUSED_SOURCES = "calls/refused_sources_per_minute"  # INVITEs refused before a
 RULES = "rules"
 LAST_FAILOVER = "last_failover"
 MODE = "mode"
+ENGINE = "engine"
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     TRUNK_REGISTRATION: ("state", "code", "reason", "since", "expires"),
     RULES: ("file", "sha256", "loaded_at", "error"),
+    ENGINE: ("call_slots", "call_legs", "io_queue", "io_handles", "tls", "tls_ciphers"),
 }
-_TOPIC_OF = {"trunk.registration": TRUNK_REGISTRATION, "rules.loaded": RULES}
+_TOPIC_OF = {"trunk.registration": TRUNK_REGISTRATION, "rules.loaded": RULES,
+             "engine.limits": ENGINE}  # fmt: skip
 _HEALTH_FIELDS = ("state", "since", "evidence")
 _FAILOVER_FIELDS = ("call_id", "from", "to", "outcome", "sip_code", "q850")
 _NOT_IN_TOPIC = re.compile(r"[/+#\s\x00]")

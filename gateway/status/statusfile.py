@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.status.state import (
     CALLS_ACTIVE,
+    ENGINE,
     LAST_FAILOVER,
     MODE,
     REFUSED_SOURCES,
@@ -136,6 +137,7 @@ class StatusFile:
             "trunk_registration": _parsed(retained.get(TRUNK_REGISTRATION)),
             "rules": _parsed(retained.get(RULES)),
             "mode": _parsed(retained.get(MODE)),
+            "engine": _parsed(retained.get(ENGINE)),
             "calls_active": int(retained.get(CALLS_ACTIVE, "0")),
             "refused_sources_per_minute": int(retained.get(REFUSED_SOURCES, "0")),
             "last_failover": _parsed(retained.get(LAST_FAILOVER)),
@@ -221,6 +223,7 @@ def format_status(document: dict[str, Any]) -> str:
         f"mode           {_mode(document.get('mode'))}",
         f"active calls   {document['calls_active']}",
         f"refused/min    {document.get('refused_sources_per_minute', 0)} (strangers, floods)",
+        f"SIP engine     {_engine(document.get('engine'))}",
         f"last failover  {_failover(document['last_failover'])}",
         "targets" if document["targets"] else "targets        (none)",
     ]
@@ -262,6 +265,16 @@ def _mode(mode: dict[str, Any] | None) -> str:
     if mode is None:
         return "(not reported yet)"
     return f"{mode['mode']} ({_SET_BY.get(mode['source'], mode['source'])} since {mode['since']})"
+
+
+def _engine(engine: dict[str, Any] | None) -> str:
+    if engine is None:
+        return "(not reported yet)"
+    handles = f" of {engine['io_handles']} handles" if engine.get("io_handles") else ""
+    return (
+        f"{engine['call_slots']} call slots ({engine['call_legs']} for calls),"
+        f" {engine['io_queue']} I/O queue{handles}, TLS {engine.get('tls') or 'unavailable'}"
+    )
 
 
 def _failover(last: dict[str, Any] | None) -> str:

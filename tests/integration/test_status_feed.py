@@ -26,6 +26,7 @@ import pytest
 from gateway_process import GatewayProcess
 from mosquitto import Mosquitto, free_port
 
+from gateway.sip.engine_limits import planned_limits
 from gateway.status.calllog import CallLog
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ async def place(sipp: SippFactory, gateway: GatewayProcess, scenario: str, **key
 def assert_schemas(feed: Feed) -> None:
     """Every retained value and event seen matches its schema in docs/schemas/."""
     schemas = {"trunk/registration": "trunk-registration", "rules": "rules",
-               "last_failover": "last-failover", "mode": "mode"}  # fmt: skip
+               "last_failover": "last-failover", "mode": "mode", "engine": "engine"}  # fmt: skip
     for message in feed.seen:
         suffix = str(message.topic).removeprefix(f"{PREFIX}/")
         assert isinstance(message.payload, bytes)
@@ -229,8 +230,10 @@ async def test_start_state_and_a_failover_call_on_the_feed(
         try:
             await feed.until(lambda f: f.latest("availability") == b"online"
                              and bool(f.values("trunk/registration"))
-                             and bool(f.values("rules")))  # fmt: skip
+                             and bool(f.values("rules"))
+                             and bool(f.values("engine")))  # fmt: skip
             rules = json.loads(feed.values("rules")[-1])
+            engine = json.loads(feed.values("engine")[-1])
             assert rules["sha256"] == hashlib.sha256(gateway.rules_path.read_bytes()).hexdigest()
             assert rules["error"] is None
             await place(sipp, gateway, "caller_answered", cli="+32470111111", hold_ms=500)
@@ -258,6 +261,11 @@ async def test_start_state_and_a_failover_call_on_the_feed(
     assert rules["sha256"] in shown.stdout
     assert "availability   online (MQTT connected)" in shown.stdout
     assert "active calls   0" in shown.stdout
+    # The engine's limits as read from the pjsua2 this gateway runs on (4 with the wheel).
+    assert engine["call_slots"] == planned_limits().call_slots
+    assert engine["call_legs"] == engine["call_slots"] - 1
+    slots = f"SIP engine     {engine['call_slots']} call slots ({engine['call_legs']} for calls)"
+    assert slots in shown.stdout
     assert "main -> backup (unassigned, SIP 404, Q.850 1)" in shown.stdout
     assert {"main", "backup"} <= {line.split()[0] for line in shown.stdout.splitlines()}
     stopped = sip_failover(gateway, "status")

@@ -11,7 +11,7 @@ from gateway.config import Settings, TrunkSettings
 from gateway.edge.kamailio_cfg import EdgeLayout, address_table, edge_files, uacreg_table
 from gateway.edge.supervisor import registration_state
 from gateway.edge.worker import behind_edge, pool_admits
-from gateway.sip.limits import CALL_LEGS
+from gateway.sip.limits import WHEEL
 
 LAYOUT = EdgeLayout(("192.0.2.5", 5060), (("127.0.0.1", 5061), ("127.0.0.1", 5062)),
                     Path("/var/lib/sip-failover/edge"))  # fmt: skip
@@ -73,7 +73,7 @@ def test_a_worker_trusts_only_the_edge_and_holds_no_credentials() -> None:
 def test_a_worker_takes_a_caller_only_when_it_can_ring(
     inbound: int, outbound: int, last_resort: bool, admitted: bool
 ) -> None:
-    assert pool_admits(inbound, outbound, CALL_LEGS, last_resort=last_resort) is admitted
+    assert pool_admits(inbound, outbound, WHEEL.call_legs, last_resort=last_resort) is admitted
 
 
 @pytest.mark.parametrize(
