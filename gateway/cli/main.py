@@ -118,6 +118,22 @@ def _parser() -> argparse.ArgumentParser:
         "the health verdict it would give. Exit 0 when the probe ran, 2 for bad "
         "settings, rules or target.",
     )
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the engine, the rules, the SIP port and every peer, one line each",
+        description="Check what the gateway needs, with the settings `run` would use: the SIP "
+        "engine and its real limits, the rules file, the SIP port, the trunk (OPTIONS), the "
+        "mail server (connection and login), the MQTT broker, the state folder and the "
+        "clock. Each failure comes with its fix. Exit 0 when all pass, 1 otherwise.",
+    )
+    doctor.add_argument("--json", action="store_true", help="the results as one JSON object")
+    doctor.add_argument("--send-test-mail", metavar="ADDRESS",
+                        help="also send a test mail to ADDRESS")  # fmt: skip
+    doctor.add_argument("--skip", action="append", default=[], metavar="CHECK",
+                        choices=["engine", "rules", "sip port", "trunk", "smtp", "mqtt",
+                                 "state folder", "clock"],
+                        help="leave a check out (repeatable), e.g. clock in a container "
+                        "whose host keeps the time")  # fmt: skip
     probe.add_argument("target", help="a target name from the rules")
     probe.add_argument("--kind", choices=["call", "options"], help="default: the rules' probe")
     return parser
@@ -206,13 +222,23 @@ def _command(argv: list[str] | None) -> int:
         from gateway.demo.run import run_demo  # noqa: PLC0415
 
         return run_demo(quiet=args.quiet)
+    if args.command in {"probe", "doctor"}:
+        return _engine_command(args)
+    if args.command in {"calls", "status"}:
+        return _read_state(args)
+    return _serve(args)
+
+
+def _engine_command(args: argparse.Namespace) -> int:
+    """``probe`` and ``doctor``: they load pjsua2 in this process."""
     if args.command == "probe":
         from gateway.cli.probe import probe  # noqa: PLC0415 - pjsua only for this command
 
         return probe(args.target, args.kind, sys.stdout, sys.stderr)
-    if args.command in {"calls", "status"}:
-        return _read_state(args)
-    return _serve(args)
+    from gateway.doctor import doctor  # noqa: PLC0415 - pjsua and the peers' clients
+
+    return doctor(sys.stdout, as_json=args.json, send_test_mail=args.send_test_mail,
+                  skip=args.skip)  # fmt: skip
 
 
 def _serve(args: argparse.Namespace) -> int:
