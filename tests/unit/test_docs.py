@@ -35,6 +35,6 @@ def test_the_operations_commands_call_the_installed_program_by_its_path() -> Non
     text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     commands = [line for block in FENCE.findall(text) for line in block.splitlines()]
     commands += re.findall(r"`([^`]*sip-failover [a-z]+[^`]*)`", text)
-    program = r"(^|[\s;&|(])sip-failover (run|demo|check|explain|calls|status|probe)\b"
+    program = r"(^|[\s;&|(])sip-failover (run|demo|check|explain|calls|status|probe|doctor)\b"
     bare = [line for line in commands if re.search(program, line)]
     assert bare == []
