@@ -40,7 +40,8 @@ def running_limits(endpoint: Any) -> EngineLimits:
     lib = _library()
     slots = _call(lib, "pjsua_call_get_max_count", ctypes.c_uint)
     queue = _call(lib, "pj_ioqueue_name", ctypes.c_char_p)
-    name = queue.decode() if isinstance(queue, bytes) else "unknown"
+    # "select", or "epoll[0x3]" (the epoll flags it detected).
+    name = queue.decode().split("[", 1)[0] if isinstance(queue, bytes) else "unknown"
     return EngineLimits(
         call_slots=int(slots) if slots is not None else planned_limits().call_slots,
         io_queue=name,
