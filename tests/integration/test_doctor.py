@@ -5,7 +5,7 @@ broker Mosquitto. Each break (wrong mail password, broker down, registrar
 unreachable, rules broken, SIP port taken) must turn exactly its check red,
 with its fix, and make doctor exit non-zero. The clock check is left out:
 it reads this machine's clock, which the test does not control (its logic is
-tested in tests/unit/test_doctor.py).
+tested in tests/unit/test_doctor_checks.py).
 """
 
 from __future__ import annotations
