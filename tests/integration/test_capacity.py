@@ -1,8 +1,10 @@
 """Past its call legs, the gateway refuses by its own decision; pjsua never does.
 
-The SIP engine has 4 call slots, and pjsua looks for a free one *before* it
-asks the gateway's gate: with every slot taken it would answer 486 Busy Here
-by itself. The gateway keeps one slot free, so every INVITE reaches its gate.
+The PyPI wheel's SIP engine has 4 call slots (these tests are sized for it
+and skipped with a wider build: tests/integration/test_wide_engine.py covers
+that), and pjsua looks for a free one *before* it asks the gateway's gate:
+with every slot taken it would answer 486 Busy Here by itself. The gateway
+keeps one slot free, so every INVITE reaches its gate.
 A caller it cannot ring for gets 503 with Retry-After (or, at the gate,
 pjsua's stateless 480 that the gate chose), and the call in progress goes on.
 """
@@ -16,12 +18,19 @@ import pytest
 from gateway_process import GatewayProcess
 from rulesets import one_phone
 
+from gateway.sip.engine_limits import planned_limits
+from gateway.sip.limits import WHEEL
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from conftest import SippFactory
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(planned_limits().call_slots != WHEEL.call_slots,
+                       reason="sized for the wheel's 4 call slots"),
+]  # fmt: skip
 
 BURST = 20
 
