@@ -30,7 +30,7 @@ Set INSTALL_APT=1 to have this script apt-get install them (as root).
 
 Environment: JOBS (parallel make jobs, default: the number of cores),
 NICE (niceness of the build, default 10).
-Takes about 10 minutes on a 2-core x86-64 VPS; expect 15-30 on a Raspberry Pi 4.
+Took under 5 minutes on a shared 2-core x86-64 machine; not measured on a Pi.
 USAGE
 }
 
