@@ -235,7 +235,7 @@ def _engine_command(args: argparse.Namespace) -> int:
         from gateway.cli.probe import probe  # noqa: PLC0415 - pjsua only for this command
 
         return probe(args.target, args.kind, sys.stdout, sys.stderr)
-    from gateway.doctor import doctor  # noqa: PLC0415 - pjsua and the peers' clients
+    from gateway.cli.doctor import doctor  # noqa: PLC0415 - pjsua and the peers' clients
 
     return doctor(sys.stdout, as_json=args.json, send_test_mail=args.send_test_mail,
                   skip=args.skip)  # fmt: skip

@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
+from gateway.cli.doctor import report
+from gateway.cli.doctor.host import check_clock, check_rules, check_state_dir
+from gateway.cli.doctor.peers import _final_status, check_sip_port, options_request
+from gateway.cli.doctor.result import CheckResult
 from gateway.config import SipSettings
-from gateway.doctor import report
-from gateway.doctor.host import check_clock, check_rules, check_state_dir
-from gateway.doctor.peers import _final_status, check_sip_port, options_request
-from gateway.doctor.result import CheckResult
 
 if TYPE_CHECKING:
     from pathlib import Path

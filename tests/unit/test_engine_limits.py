@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING
 import pytest
 from test_status_schemas import errors, schema
 
-from gateway.core.admission import Admission
+from gateway.core.admission import Admission, Capacity, Screening
+from gateway.core.intake import CallAdmitted, CallRefused, verdict
+from gateway.core.plan import plan_call
 from gateway.core.rules import RulesError
-from gateway.probes import Prober
-from gateway.rules_file import load_rules
+from gateway.health.probes import Prober
+from gateway.rules.load import load_rules
 from gateway.sip.engine_limits import planned_limits
 from gateway.sip.limits import WHEEL, EngineLimits
 from gateway.status.state import StatusState
@@ -85,13 +87,20 @@ def test_check_plans_with_the_installed_engine_not_a_constant(
     assert load_rules(ring_five).routes[0].steps[0].names == ("a", "b", "c", "d", "e")
 
 
-def test_a_third_caller_is_admitted_while_two_calls_are_bridged() -> None:
+def test_a_third_caller_is_admitted_while_two_calls_are_bridged(ring_five: Path) -> None:
     bridged_twice = 4  # two callers, each bridged to one phone
-    eight = Admission(frozenset({TRUNK}), EIGHT.call_legs)
-    assert eight.admit(TRUNK, bridged_twice, now=0.0)
-    assert not eight.admit(TRUNK, EIGHT.call_legs, now=1.0)  # the gate keeps the spare slot
-    wheel = Admission(frozenset({TRUNK}), WHEEL.call_legs)
-    assert not wheel.admit(TRUNK, bridged_twice, now=0.0)
+    eight = Admission(frozenset({TRUNK}), Capacity(EIGHT.call_legs))
+    assert eight.screen(TRUNK, "third", bridged_twice, now=0.0) is Screening.ADMIT
+    assert eight.screen(TRUNK, "full", EIGHT.call_legs, now=1.0) is Screening.FULL
+    wheel = Admission(frozenset({TRUNK}), Capacity(WHEEL.call_legs))
+    assert wheel.screen(TRUNK, "third", bridged_twice, now=0.0) is Screening.FULL
+    # Once its own leg exists, the third caller still has legs to ring with.
+    rules = load_rules(ring_five, call_legs=EIGHT.call_legs)
+    plan = plan_call(rules, "+3225550100", "+32470111111", datetime.now(UTC), {})
+    assert isinstance(verdict(plan, bridged_twice + 1, Capacity(EIGHT.call_legs)), CallAdmitted)
+    refused = verdict(plan, WHEEL.call_legs, Capacity(WHEEL.call_legs))
+    assert isinstance(refused, CallRefused)
+    assert refused.sip_code == 503
 
 
 @pytest.mark.parametrize(
@@ -101,8 +110,9 @@ def test_a_third_caller_is_admitted_while_two_calls_are_bridged() -> None:
 def test_a_call_probe_runs_while_it_leaves_room_for_a_call(
     limits: EngineLimits, in_use: int, can: bool
 ) -> None:
-    engine = types.SimpleNamespace(limits=limits, legs_in_use=lambda: in_use)
-    prober = Prober(engine, asyncio.new_event_loop())  # type: ignore[arg-type]
+    engine = types.SimpleNamespace(legs_in_use=lambda: in_use)
+    capacity = Capacity(limits.call_legs)
+    prober = Prober(engine, asyncio.new_event_loop(), capacity)  # type: ignore[arg-type]
     try:
         assert prober.can_call() is can
     finally:

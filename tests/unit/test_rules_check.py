@@ -26,7 +26,7 @@ EXPECT = re.compile(r"# expect: (\d+): (.+)")
 @pytest.fixture(autouse=True)
 def wheel_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """`check` plans with the installed engine: pin it to the wheel these files are sized for."""
-    monkeypatch.setattr("gateway.rules_file.planned_limits", lambda: WHEEL)
+    monkeypatch.setattr("gateway.rules.load.planned_limits", lambda: WHEEL)
 
 def expectations(path: Path) -> list[tuple[int, str]]:
     """The `# expect: LINE: fragment` comments at the top of a broken file."""

@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 import aiosmtplib
 
+from gateway.cli.doctor.result import CheckResult
 from gateway.config import sip_uri_hostport
-from gateway.doctor.result import CheckResult
 
 if TYPE_CHECKING:
     from email.message import EmailMessage

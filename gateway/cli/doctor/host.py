@@ -10,9 +10,9 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from gateway.cli.doctor.result import CheckResult
 from gateway.core.rules import RulesError
-from gateway.doctor.result import CheckResult
-from gateway.rules_file import load_rules
+from gateway.rules.load import load_rules
 from gateway.sip.engine_limits import running_limits
 
 if TYPE_CHECKING:

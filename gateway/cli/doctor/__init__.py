@@ -1,8 +1,8 @@
 """``sip-failover doctor``: is everything the gateway needs there and working?
 
 One line per check, and for each failure what to do about it. Each check is a
-small function that returns a `CheckResult` (gateway/doctor/host.py: the
-machine; gateway/doctor/peers.py: the peers). Exit 0 when all pass, 1 when one
+small function that returns a `CheckResult` (gateway/cli/doctor/host.py: the
+machine; gateway/cli/doctor/peers.py: the peers). Exit 0 when all pass, 1 when one
 fails. Nothing is changed and no mail is sent unless ``--send-test-mail``.
 """
 
@@ -15,10 +15,10 @@ import socket
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, TextIO
 
+from gateway.cli.doctor.host import check_clock, check_engine, check_rules, check_state_dir
+from gateway.cli.doctor.peers import check_mqtt, check_sip_port, check_smtp, check_trunk
+from gateway.cli.doctor.result import CheckResult
 from gateway.config_check import checked_settings
-from gateway.doctor.host import check_clock, check_engine, check_rules, check_state_dir
-from gateway.doctor.peers import check_mqtt, check_sip_port, check_smtp, check_trunk
-from gateway.doctor.result import CheckResult
 from gateway.sip.limits import WHEEL
 
 if TYPE_CHECKING:
