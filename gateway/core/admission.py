@@ -22,7 +22,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-ENGINE_SLOTS = 4  # PJSUA_MAX_CALLS in the pjsua2 wheel (docs/limits.md)
 REPEAT_WINDOW_S = 32.0  # 64*T1: how long a UAC may retransmit an INVITE (RFC 3261 17.1.1.2)
 PROBE_LEGS = 3  # a call probe's leg, plus a customer's call and its first ring
 
@@ -32,8 +31,8 @@ class Capacity:
     """How the call legs are shared (docs/limits.md).
 
     ``legs``: the legs calls may use, inbound and outbound together
-    (``CALL_LEGS`` of gateway/sip/limits.py: the engine's slots but the one
-    kept free so that every INVITE reaches the gate).
+    (``EngineLimits.call_legs``, read from the engine at start: its slots but
+    the one kept free so that every INVITE reaches the gate).
     """
 
     legs: int
