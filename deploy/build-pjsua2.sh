@@ -85,5 +85,5 @@ import pjsua2
 lib = ctypes.CDLL(pjsua2._pjsua2.__file__)
 lib.pj_ioqueue_name.restype = ctypes.c_char_p
 print("pjsua2 installed: PJSUA_MAX_CALLS", pjsua2.UaConfig().maxCalls,
-      "- I/O queue", lib.pj_ioqueue_name().decode())
+      "- I/O queue", lib.pj_ioqueue_name().decode().split("[")[0])
 PYTHON
