@@ -32,7 +32,7 @@ from gateway.rules.load import load_rules
 from gateway.rules.watch import watch_rules
 from gateway.service import logs, systemd
 from gateway.service.refusals import RefusedSources, reason_for
-from gateway.sip.engine import InviteOffer, SipEngine
+from gateway.sip.engine import SipEngine
 from gateway.sip.engine_limits import planned_limits
 from gateway.sip.pump import EnginePump, find_sip_sockets
 from gateway.sip.registration import Registration
@@ -46,11 +46,13 @@ from gateway.voicemail.mailer import Mailer
 from gateway.voicemail.spool import Spool
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from gateway.config import Settings
     from gateway.service.logs import LogFormat
     from gateway.sip.limits import EngineLimits
+    from gateway.sip.signals import InviteOffer
 
 # While the gateway runs, the engine pump (gateway/sip/pump.py) wakes pjsua on
 # SIP traffic. Shutdown polls it every POLL_BUSY until its waits are over.
@@ -139,9 +141,9 @@ class Gateway:
         if said is not None:
             logger.warning(said)
 
-    def notify(self, kind: str, data: dict[str, Any]) -> None:
+    def notify(self, kind: str, data: Mapping[str, object]) -> None:
         """A status event: logged, and on the bus (MQTT, call log)."""
-        logger.info("event {} {}", kind, json.dumps(data, default=str))
+        logger.info("event {} {}", kind, json.dumps(dict(data), default=str))
         self.bus.publish(kind, data)
         self.monitor.on_event(kind, data)
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
 
@@ -26,38 +26,38 @@ from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed, Voicem
 from gateway.core.plan import Plan, plan_call
 from gateway.core.session import CallInfo, CallSession, CallState
 from gateway.core.sit import outcome_of
-from gateway.sip.engine import IncomingSignal, InviteOffer, OptionsSignal, RegistrationSignal
-from gateway.sip.legs import CallerSignal, LegSignal, MediaChanged
-from gateway.sip.tap import SitSignal
+from gateway.sip.signals import (
+    CallerSignal,
+    IncomingSignal,
+    InviteOffer,
+    LegSignal,
+    MediaChanged,
+    OptionsSignal,
+    RegistrationSignal,
+    Signal,
+    SitSignal,
+)
 from gateway.voicemail.machine import AnsweringMachine, VoicemailCall
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
     from gateway.core.admission import Admission
     from gateway.core.health import HealthState
     from gateway.core.plan import Dial
+    from gateway.core.rules import Rules
     from gateway.health.probes import Prober
+    from gateway.status.bus import StatusSink
 
 NO_PLAN = Plan(route="", steps=())  # a call no route took
 RATE_EVERY_S = 1.0  # the refused-sources rate is published at most this often
 
 
-class RulesView(Protocol):
-    """What the switchboard reads of the loaded rules."""
-
-    @property
-    def targets(self) -> Any: ...
-
-    def route_for(self, to: str, from_: str | None) -> Any: ...
-
-    def number(self, text: str) -> str: ...
-
-
 class CallEngine(Protocol):
     """What the switchboard needs of the SIP engine (gateway/sip/engine.py; a fake in tests)."""
 
-    def poll(self) -> list[object]: ...
+    def poll(self) -> list[Signal]: ...
     def legs_in_use(self) -> int: ...
     def new_call_id(self) -> str: ...
     def ring(self, leg: str, target: Dial, call_info: CallInfo | None = None) -> None: ...
@@ -71,16 +71,13 @@ class CallEngine(Protocol):
     def hang_up_all(self) -> None: ...
 
 
-StatusSink = Callable[[str, dict[str, Any]], None]  # the app's notify(kind, data)
-
-
 @dataclass
 class _Call:
     session: CallSession
+    rules: Rules  # the rules the call started on: a reload never changes a call
     timer: asyncio.TimerHandle | None = None
     legs: set[str] = field(default_factory=set)
     bridge_leg: str | None = None
-    rules: Any = None  # the rules the call started on: a reload never changes a call
 
 
 class Switchboard:
@@ -89,7 +86,7 @@ class Switchboard:
     def __init__(
         self,
         engine: CallEngine,
-        rules: RulesView,
+        rules: Rules,
         admission: Admission,
         notify: StatusSink,
         loop: asyncio.AbstractEventLoop,
@@ -143,7 +140,7 @@ class Switchboard:
         self._publish_refused_rate()
         return len(signals) + len(turned_away)
 
-    def _dispatch(self, signal: object) -> None:
+    def _dispatch(self, signal: Signal) -> None:
         if self.prober is not None:
             if isinstance(signal, OptionsSignal):
                 self.prober.on_options(signal)
@@ -197,7 +194,7 @@ class Switchboard:
         """The called number a route takes and the call's plan; (first candidate, None): none."""
         # Schedules are wall-clock time in the rules' zone: the route is chosen
         # with the real time now (the loop's clock is monotonic, not a date).
-        rules: Any = self.rules
+        rules = self.rules
         now = datetime.now(UTC)
         for called in candidates:
             plan = plan_call(rules, called, caller, now, self.health)
@@ -221,7 +218,7 @@ class Switchboard:
     def _on_sit(self, sig: SitSignal) -> None:
         """Tones said how the leg ends: an ordinary leg failure, and CANCEL (or BYE)."""
         call = self._calls.get(self._leg_owner.get(sig.leg, ""))
-        itu = call.rules.sit.itu if call is not None and call.rules is not None else None
+        itu = call.rules.sit.itu if call is not None else None
         outcome = outcome_of(sig.tone.code, itu) if itu else outcome_of(sig.tone.code)
         note = sig.tone.describe()
         logger.info("leg {}: {}: {}", sig.leg, note, outcome)
@@ -309,7 +306,7 @@ class Switchboard:
 
     def _start_voicemail(self, call_id: str, box: str, why: str) -> None:
         call = self._calls[call_id]
-        config = call.rules.voicemail.get(box) if call.rules is not None else None
+        config = call.rules.voicemail.get(box)
         if self.machine is None or config is None:
             logger.error("call {}: voicemail box {} is not available", call_id, box)
             unavailable = VoicemailEnded("unavailable", stored=False)

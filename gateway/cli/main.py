@@ -12,6 +12,8 @@ from pathlib import Path
 import uvloop
 from pydantic import BaseModel, SecretStr
 
+from gateway.core.health import HealthState
+
 # A closed stdout (``| head``): the shell's status for a writer killed by
 # SIGPIPE, not 1, which ``status`` uses for "not running".
 EXIT_BROKEN_PIPE = 141
@@ -181,11 +183,11 @@ def _at_least_two(text: str) -> int:
     return count
 
 
-def _health_pair(text: str) -> tuple[str, str]:
+def _health_pair(text: str) -> tuple[str, HealthState]:
     name, sep, state = text.partition("=")
-    if not sep or state not in {"up", "down", "unassigned", "unknown"}:
+    if not sep or state not in set(HealthState):
         raise argparse.ArgumentTypeError("expected TARGET=up|down|unassigned|unknown")
-    return name, state
+    return name, HealthState(state)
 
 
 def main(argv: list[str] | None = None) -> int:

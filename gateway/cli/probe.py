@@ -27,9 +27,9 @@ from gateway.core.plan import dial_of
 from gateway.core.rules import RulesError
 from gateway.health.probes import Prober
 from gateway.rules.load import load_rules
-from gateway.sip.engine import OptionsSignal, SipEngine
+from gateway.sip.engine import SipEngine
 from gateway.sip.engine_limits import planned_limits
-from gateway.sip.legs import LegSignal
+from gateway.sip.signals import LegSignal, OptionsSignal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+    from gateway.core.health import HealthState
+
 EXIT_OK = 0
 EXIT_NO_ROUTE = 1  # the gateway would refuse the call (404)
 EXIT_BAD_RULES = 2  # the rules file has problems: explain cannot answer
@@ -113,7 +115,7 @@ def explain(  # noqa: PLR0913, PLR0917 - the command line's contract: one argume
     at: datetime | None,
     as_json: bool,
     out: TextIO,
-    health: Mapping[str, str] | None = None,
+    health: Mapping[str, HealthState] | None = None,
     mode: str | None = None,
 ) -> int:
     """Say which route and steps a call would take, in words or as JSON.
@@ -158,7 +160,7 @@ def explanation(
     to: str,
     from_: str | None,
     at: datetime,
-    health: Mapping[str, str] | None = None,
+    health: Mapping[str, HealthState] | None = None,
 ) -> dict[str, Any]:
     """What happens to a call, as a JSON-ready dict; ``text`` says it in words."""
     local = at.astimezone(ZoneInfo(rules.timezone))
@@ -202,7 +204,9 @@ def _why(rules: Rules, route: Route, schedules: Mapping[str, bool]) -> str:
     return f" ({'; '.join(reasons)})" if reasons else ""
 
 
-def _left_out(rules: Rules, route: Route, plan: Plan, health: Mapping[str, str]) -> str:
+def _left_out(
+    rules: Rules, route: Route, plan: Plan, health: Mapping[str, HealthState]
+) -> str:
     planned = {n for step in plan.steps for n in step.names}
     skipped = {n for step in plan.steps if isinstance(step, RingPlan) for n in step.skipped}
     skipped |= set(plan.skipped)

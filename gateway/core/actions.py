@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.core.plan import Dial
@@ -70,7 +70,7 @@ class Notify:
     """A status event for the bus (MQTT, call log, health)."""
 
     kind: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, object] = field(default_factory=dict)  # JSON values, or shown as text
 
 
 Action = (

@@ -21,18 +21,20 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from gateway.core.causes import FAILURES, Outcome
-from gateway.core.health import DEAD
-from gateway.core.rules_values import MODES, Mode
+from gateway.core.health import DEAD, HealthState
+from gateway.core.rules import NumberTarget, UriTarget, VoicemailStep
+from gateway.core.rules_values import EARLY_MEDIA_TIMEOUT_S, MODES, RING_TIMEOUT_S, Mode
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
-    from gateway.core.rules import Rules
+    from gateway.core.rules import RingAllStep, RingEachStep, RingStep, Rules
+
+    RuleStep = RingStep | RingAllStep | RingEachStep | VoicemailStep
+    RuleTarget = NumberTarget | UriTarget
 
 DEAD_HEALTH = DEAD  # the health states a plan skips a probed target for (core/health.py)
-RING_TIMEOUT_S = 30.0  # how long a leg rings when the step does not say
-EARLY_MEDIA_TIMEOUT_S = 8.0  # how long a 183 announcement may last when the step does not say
 
 
 class RingMode(StrEnum):
@@ -107,15 +109,16 @@ class Plan:
     skipped: tuple[str, ...] = ()  # targets left out because their health is dead
 
 
-def dial_of(name: str, target: object) -> Dial:
+def dial_of(name: str, target: RuleTarget) -> Dial:
     """Resolve a rules target to a Dial."""
-    number = getattr(target, "number", None)
-    uri = getattr(target, "uri", None)
-    return Dial(name=name, number=number, uri=uri, country=getattr(target, "country", None))
+    if isinstance(target, NumberTarget):
+        return Dial(name=name, number=target.number, country=target.country)
+    return Dial(name=name, uri=target.uri)
 
 
 def plan_call(
-    rules: Rules, to: str, from_: str | None, at: datetime, health: Mapping[str, str]
+    rules: Rules, to: str, from_: str | None, at: datetime,
+    health: Mapping[str, HealthState],
 ) -> Plan | None:
     """The plan for a call: the route that takes it, its steps for this mode and health.
 
@@ -151,9 +154,9 @@ def probed(rules: Rules) -> frozenset[str]:
 
 def plan_steps(  # noqa: PLR0913 - the route, the rules' parts and the call's context
     route_name: str,
-    steps: tuple[object, ...],
-    targets: Mapping[str, object],
-    health: Mapping[str, str] | None = None,
+    steps: Sequence[RuleStep],
+    targets: Mapping[str, RuleTarget],
+    health: Mapping[str, HealthState] | None = None,
     *,
     mode: Mode = "normal",
     main: frozenset[str] = frozenset(),
@@ -162,8 +165,7 @@ def plan_steps(  # noqa: PLR0913 - the route, the rules' parts and the call's co
 
     Args:
         route_name: the matched route's name.
-        steps: the route's steps (rules model objects: ``ring``, ``ring_all``,
-            ``ring_each`` or ``voicemail`` attribute, plus ring options).
+        steps: the route's steps, as the rules file gives them.
         targets: the rules' targets by name.
         health: target name -> health state (``up``, ``unassigned``, ``down``,
             ``unknown``); a missing name is ``unknown``.
@@ -182,38 +184,30 @@ def plan_steps(  # noqa: PLR0913 - the route, the rules' parts and the call's co
     planned: list[PlanStep] = []
     dead: list[str] = []
     for step in steps:
-        box = getattr(step, "voicemail", None)
-        if box is not None:
-            planned.append(VoicemailPlan(box=box))
+        if isinstance(step, VoicemailStep):
+            planned.append(VoicemailPlan(box=step.voicemail))
             continue
         ring = _ring_plan(step, targets, health, left_out)
-        dead += [n for n in ring.skipped if health.get(n, "unknown") in DEAD]
+        dead += [n for n in ring.skipped if health.get(n, HealthState.UNKNOWN) in DEAD]
         if ring.targets and mode != "closed":
             planned.append(ring)
     return Plan(route_name, tuple(planned), mode, skipped=tuple(dict.fromkeys(dead)))
 
 
 def _ring_plan(
-    step: object, targets: Mapping[str, object], health: Mapping[str, str], left_out: frozenset[str]
+    step: RingStep | RingAllStep | RingEachStep,
+    targets: Mapping[str, RuleTarget],
+    health: Mapping[str, HealthState],
+    left_out: frozenset[str],
 ) -> RingPlan:
-    mode, all_names = _mode_and_names(step)
-    names = tuple(n for n in all_names if n not in left_out)
-    ring_if_down = bool(getattr(step, "ring_if_down", False))
-    alive = [n for n in names if ring_if_down or health.get(n, "unknown") not in DEAD]
+    names = tuple(n for n in step.names if n not in left_out)
+    unknown = HealthState.UNKNOWN
+    alive = [n for n in names if step.ring_if_down or health.get(n, unknown) not in DEAD]
     return RingPlan(
-        mode=mode,
+        mode=RingMode(step.kind),
         targets=tuple(dial_of(n, targets[n]) for n in alive),
-        timeout=float(getattr(step, "timeout", RING_TIMEOUT_S)),
-        early_media_timeout=float(getattr(step, "early_media_timeout", EARLY_MEDIA_TIMEOUT_S)),
-        failover_on=frozenset(getattr(step, "failover_on", FAILURES)),
+        timeout=step.timeout,
+        early_media_timeout=step.early_media_timeout,
+        failover_on=step.failover_on,
         skipped=tuple(n for n in names if n not in alive),
     )
-
-
-def _mode_and_names(step: object) -> tuple[RingMode, tuple[str, ...]]:
-    for mode in RingMode:
-        value = getattr(step, mode.value, None)
-        if value is not None:
-            names = (value,) if isinstance(value, str) else tuple(value)
-            return mode, names
-    raise TypeError(f"not a step the planner knows: {step!r}")

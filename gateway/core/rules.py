@@ -36,7 +36,6 @@ from pydantic_core import PydanticCustomError
 from ruamel.yaml.comments import CommentedMap
 
 from gateway.core.causes import FAILURES, Outcome
-from gateway.core.plan import EARLY_MEDIA_TIMEOUT_S, RING_TIMEOUT_S
 from gateway.core.rules_errors import (
     Problem,
     RulesError,
@@ -48,8 +47,10 @@ from gateway.core.rules_errors import (
 )
 from gateway.core.rules_mail import Alerts, GreetingCheck, Strict, VoicemailBox
 from gateway.core.rules_values import (
+    EARLY_MEDIA_TIMEOUT_S,
     MODES,
     NUMBER_SCHEMA,
+    RING_TIMEOUT_S,
     BoxRef,
     CallerPattern,
     Country,

@@ -285,6 +285,12 @@ def caller_matches(pattern: str, caller: str | None) -> bool:
 
 # --- modes and health -------------------------------------------------------------------
 
+RING_TIMEOUT_S = 30.0  # how long a leg rings when the step does not say
+EARLY_MEDIA_TIMEOUT_S = 8.0  # how long a 183 announcement may last when the step does not say
+
+CALL_PROBE_EVERY_S = 900.0  # a call probe costs a leg (and maybe money): every 15 min
+OPTIONS_PROBE_EVERY_S = 60.0  # an OPTIONS probe costs nothing
+
 Mode = Literal["normal", "force-backup", "closed"]
 MODES: tuple[Mode, ...] = ("normal", "force-backup", "closed")
 
@@ -309,4 +315,4 @@ class HealthWatch(BaseModel):
         """Seconds between probes; None when the target is not probed."""
         if self.probe is None:
             return None
-        return self.every or (900.0 if self.probe == "call" else 60.0)
+        return self.every or (CALL_PROBE_EVERY_S if self.probe == "call" else OPTIONS_PROBE_EVERY_S)

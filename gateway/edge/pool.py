@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from gateway.edge.supervisor import PoolEvents, Supervisor, local_layout, remote_layout
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from gateway.config import Settings
 
 
-def _log_event(kind: str, data: dict[str, Any]) -> None:
-    logger.info("event {} {}", kind, json.dumps(data, default=str))
+def _log_event(kind: str, data: Mapping[str, object]) -> None:
+    logger.info("event {} {}", kind, json.dumps(dict(data), default=str))
 
 
 def _pool_full(fields: dict[str, str]) -> None:

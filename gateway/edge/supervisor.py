@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gateway.config import Settings
+    from gateway.status.bus import StatusSink
 
 RESTART_DELAY_S = 0.2  # a worker that dies is started again after this
 REG_POLL_S = 2.0  # how often the edge's trunk registration is read
@@ -90,7 +91,7 @@ def registration_state(info: dict[str, Any] | None) -> tuple[str, int, str, int]
 class PoolEvents:
     """Where the supervisor reports: a status sink and the pool-full callers."""
 
-    notify: Callable[[str, dict[str, Any]], None]
+    notify: StatusSink
     pool_full: Callable[[dict[str, str]], None]
 
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import random
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from loguru import logger
@@ -32,13 +32,18 @@ from gateway.core.health import (
     Source,
     WatchedTarget,
 )
-from gateway.core.plan import EARLY_MEDIA_TIMEOUT_S, dial_of
+from gateway.core.plan import dial_of
 from gateway.core.probing import ProbeSchedule, ProbeScheduler
+from gateway.core.rules import VoicemailStep
+from gateway.core.rules_values import CALL_PROBE_EVERY_S, EARLY_MEDIA_TIMEOUT_S
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
+    from gateway.core.rules import Rules
+    from gateway.core.rules_values import HealthWatch
     from gateway.health.probes import Prober
+    from gateway.status.bus import StatusSink
 
 IDLE_WAKE = 60.0  # seconds between looks when nothing is scheduled
 BUSY_RETRY = 30.0  # a call probe that found no free leg is tried again this soon
@@ -51,7 +56,7 @@ class HealthMonitor:
         self,
         prober: Prober,
         health: dict[str, HealthState],
-        notify: Callable[[str, dict[str, Any]], None],
+        notify: StatusSink,
         mail: Callable[[HealthChange, str], Awaitable[None]] | None = None,
     ) -> None:
         self.prober = prober
@@ -61,18 +66,18 @@ class HealthMonitor:
         self.board = HealthBoard()
         self.scheduler = ProbeScheduler(rand=random.random)
         self.coalescer = AlertCoalescer()
-        self.rules: Any = None
+        self.rules: Rules | None = None
         self._wake = asyncio.Event()
 
-    def reload(self, rules: Any, now: float) -> None:
+    def reload(self, rules: Rules, now: float) -> None:
         """New rules: which targets exist, which are probed and how."""
         self.rules = rules
-        alerts = getattr(rules, "alerts", None)
-        if alerts is not None and alerts.coalesce != self.coalescer.window:
+        alerts = rules.alerts
+        if alerts.coalesce != self.coalescer.window:
             # The window of pending changes is theirs; new ones use the new one.
             self.coalescer.window = alerts.coalesce
             self.coalescer.max_delay = 5 * alerts.coalesce
-        config = getattr(rules, "health", None) or {}
+        config = rules.health
         watched = {
             name: WatchedTarget(
                 address=dial_of(name, target).label, policy=_policy(config.get(name))
@@ -86,7 +91,7 @@ class HealthMonitor:
         for name in (*reloaded.added, *reloaded.reset):
             self.notify("target.health", self.board.snapshot()[name].as_json(name))
         schedules = {name: _schedule(rules, item) for name, item in config.items()
-                     if getattr(item, "probe", None)}  # fmt: skip
+                     if item.probe is not None}  # fmt: skip
         self.scheduler.reload(schedules, now)
         self._share_states()
         self._wake.set()
@@ -99,14 +104,17 @@ class HealthMonitor:
         self.health.clear()
         self.health.update({name: status.state for name, status in states.items()})
 
-    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+    def on_event(self, kind: str, data: Mapping[str, object]) -> None:
         """Every status event passes here; a real call's leg is evidence."""
-        if kind != "call.leg" or data.get("outcome") in {None, "cancelled"}:
+        outcome, target = data.get("outcome"), data.get("target")
+        if kind != "call.leg" or not isinstance(outcome, str) or outcome == "cancelled":
             return
-        evidence = Evidence.of(Source.CALL, Outcome(data["outcome"]), datetime.now(UTC),
-                               sip_code=data.get("sip_code"), q850=data.get("q850"),
+        sip_code, q850 = data.get("sip_code"), data.get("q850")
+        evidence = Evidence.of(Source.CALL, Outcome(outcome), datetime.now(UTC),
+                               sip_code=sip_code if isinstance(sip_code, int) else None,
+                               q850=q850 if isinstance(q850, int) else None,
                                rang=bool(data.get("rang")))  # fmt: skip
-        self.observe(data["target"], evidence)
+        self.observe(str(target), evidence)
 
     def observe(self, target: str, evidence: Evidence) -> HealthChange | None:
         change = self.board.observe(target, evidence)
@@ -139,8 +147,10 @@ class HealthMonitor:
         return await self._probe(target)
 
     async def _probe(self, target: str) -> Evidence | None:
-        config = (getattr(self.rules, "health", None) or {}).get(target)
-        kind = getattr(config, "probe", None) or "call"
+        if self.rules is None:
+            raise RuntimeError("probe before the rules were loaded")
+        config = self.rules.health.get(target)
+        kind = (config.probe if config else None) or "call"
         dial = dial_of(target, self.rules.targets[target])
         if kind == "options":
             evidence: Evidence | None = await self.prober.options(self.prober.engine.dial_uri(dial))
@@ -164,7 +174,8 @@ class HealthMonitor:
         go_to = ", ".join(n for n, s in states.items() if n != change.target and
                           s.state not in DEAD)  # fmt: skip
         # People read the time on the office clock, as in the voicemail mail.
-        text = alert_text(change, calls_go_to=go_to or None, tz=ZoneInfo(self.rules.timezone))
+        tz = ZoneInfo(self.rules.timezone) if self.rules else None
+        text = alert_text(change, calls_go_to=go_to or None, tz=tz)
         logger.log(_level(change), "alert: {}", text)
         self.notify("health.alert", {"target": change.target, "state": change.state.value,
                                      "previous": change.previous.value, "text": text})  # fmt: skip
@@ -188,33 +199,31 @@ def _level(change: HealthChange) -> str:
     return "WARNING" if change.state in DEAD else "INFO"
 
 
-def _policy(config: Any) -> HealthPolicy:
+def _policy(config: HealthWatch | None) -> HealthPolicy:
     if config is None:
         return HealthPolicy()
-    return HealthPolicy(down_after=int(getattr(config, "down_after", 2)),
-                        up_after=int(getattr(config, "up_after", 1)))  # fmt: skip
+    return HealthPolicy(down_after=config.down_after, up_after=config.up_after)
 
 
-def _every(config: Any) -> float:
-    interval = getattr(config, "interval", None)
-    return float(interval) if interval else 900.0
+def _every(config: HealthWatch | None) -> float:
+    interval = config.interval if config else None
+    return interval or CALL_PROBE_EVERY_S
 
 
-def _early_media_timeout(rules: Any, target: str) -> float:
+def _early_media_timeout(rules: Rules, target: str) -> float:
     """The longest early-media wait of the steps that ring ``target``.
 
     An operator that announces "not in service" in early media sends its 404
     only after the announcement: the probe listens as long as a call would.
     """
-    waits = [float(getattr(step, "early_media_timeout", EARLY_MEDIA_TIMEOUT_S))
-             for route in rules.routes for step in route.steps
-             if target in (getattr(step, "names", None) or ())]  # fmt: skip
+    waits = [step.early_media_timeout for route in rules.routes for step in route.steps
+             if not isinstance(step, VoicemailStep) and target in step.names]  # fmt: skip
     return max(waits, default=EARLY_MEDIA_TIMEOUT_S)
 
 
-def _schedule(rules: Any, config: Any) -> ProbeSchedule:
-    only = getattr(config, "only", None)
+def _schedule(rules: Rules, config: HealthWatch) -> ProbeSchedule:
+    only = config.only
     is_open: Callable[[datetime], bool] | None = None
     if only:
-        is_open = lambda wall: bool(rules.is_open(only, wall))  # noqa: E731
+        is_open = lambda wall: rules.is_open(only, wall)  # noqa: E731
     return ProbeSchedule(every=_every(config), only=is_open)

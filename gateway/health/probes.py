@@ -32,17 +32,17 @@ from loguru import logger
 from gateway.core.causes import Outcome
 from gateway.core.events import LegAnswered, LegEnded, LegFailed, LegProgress
 from gateway.core.health import Evidence, ProbeResult, Source
-from gateway.core.plan import EARLY_MEDIA_TIMEOUT_S
+from gateway.core.rules_values import EARLY_MEDIA_TIMEOUT_S
 from gateway.core.session import LEG_TABLE
 from gateway.core.sit import outcome_of
 from gateway.core.step import LegRecord, LegState, provisional_cue
-from gateway.sip.tap import SitSignal
+from gateway.sip.signals import SitSignal
 
 if TYPE_CHECKING:
     from gateway.core.admission import Capacity
     from gateway.core.plan import Dial
-    from gateway.sip.engine import OptionsSignal, SipEngine
-    from gateway.sip.legs import LegSignal
+    from gateway.sip.engine import SipEngine
+    from gateway.sip.signals import LegSignal, OptionsSignal
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import pjsua2 as pj
@@ -34,13 +34,20 @@ from gateway.sip.engine_limits import running_limits
 from gateway.sip.legs import (
     InboundLeg,
     LegRegistry,
-    LegSignal,
     OutboundLeg,
-    Signal,
     audio_of,
     guarded,
 )
 from gateway.sip.media import CallMedia
+from gateway.sip.signals import (
+    IncomingSignal,
+    InviteOffer,
+    LegSignal,
+    OptionsSignal,
+    RegistrationSignal,
+    Signal,
+    offer_of,
+)
 from gateway.sip.tap import LegTaps
 from gateway.sip.transports import ANY_HOST, create_transports
 
@@ -51,8 +58,7 @@ if TYPE_CHECKING:
     from gateway.core.session import CallInfo
     from gateway.sip.limits import EngineLimits
 
-__all__ = ["DirectAccount", "IncomingSignal", "OptionsSignal", "RegistrationSignal",
-           "SipEngine", "TrunkAccount"]  # fmt: skip
+__all__ = ["DirectAccount", "SipEngine", "TrunkAccount"]
 _BUSY = {171001, 70011}  # PJSIP_EBUSY, PJ_EBUSY: "Object is busy"
 RegisterSend = Literal["sent", "busy", "failed"]
 _CODECS = {"PCMA": "PCMA/8000/1", "PCMU": "PCMU/8000/1"}  # what legs offer; PCMA first
@@ -62,58 +68,6 @@ def _codec_order(first: str | None) -> dict[str, int]:
     """pjsua priorities: ``first`` (else PCMA) 255, the other G.711 254."""
     first = first or "PCMA"
     return {codec_id: 255 if name == first else 254 for name, codec_id in _CODECS.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class InviteOffer:
-    """A new INVITE as pjsua's account selection sees it, before any dialog."""
-
-    source: str
-    sip_call_id: str
-    caller: str
-    called: tuple[str, ...]  # candidates, most likely first: To user, then R-URI user
-
-
-def offer_of(raw: str, src_address: str) -> InviteOffer:
-    """What an INVITE's text says about its call (pjsip has already parsed it)."""
-    caller = (
-        message.uri_user(message.header(raw, "P-Asserted-Identity"))
-        or message.uri_user(message.header(raw, "From"))
-        or "anonymous"
-    )
-    candidates = (message.uri_user(message.header(raw, "To")),
-                  message.uri_user(raw.split("\n", 1)[0]))  # fmt: skip
-    called = tuple(dict.fromkeys(u for u in candidates if u))
-    call_id = message.header(raw, "Call-ID") or ""
-    return InviteOffer(message.source_ip(src_address), call_id, caller, called)
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingSignal:
-    """The trunk sent a call; its inbound leg exists (not yet answered)."""
-
-    call_id: str
-    caller: str
-    called: tuple[str, ...]  # candidates, most likely first: To user, then R-URI user
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationSignal:
-    """The trunk registration changed (pjsua's onRegState)."""
-
-    code: int
-    reason: str
-    expires: int
-    active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OptionsSignal:
-    """The final answer to an OPTIONS probe (408 when nothing answered: timer F)."""
-
-    code: int
-    reason: str
 
 
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]

@@ -25,6 +25,7 @@ from loguru import logger
 from gateway.core.causes import classify, no_final_response
 from gateway.core.events import CallerHungUp, Event, LegAnswered, LegEnded, LegFailed, LegProgress
 from gateway.sip import message
+from gateway.sip.signals import CallerSignal, LegSignal, MediaChanged, Signal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,32 +47,6 @@ def guarded(func: Callable[P, None]) -> Callable[P, None]:
             logger.opt(exception=True).error("error in pjsua2 callback {}", func.__name__)
 
     return wrapper
-
-
-@dataclass(frozen=True, slots=True)
-class LegSignal:
-    """A core event for the session owning ``leg``."""
-
-    leg: str
-    event: Event
-
-
-@dataclass(frozen=True, slots=True)
-class CallerSignal:
-    """The caller's side of a call changed (for now: the caller hung up)."""
-
-    call_id: str
-    event: Event
-
-
-@dataclass(frozen=True, slots=True)
-class MediaChanged:
-    """A leg's media changed: a pending bridge may now connect its audio."""
-
-    key: str  # a call id (inbound leg) or a leg id (outbound leg)
-
-
-Signal = Any  # LegSignal | CallerSignal | engine-level signals
 
 
 @dataclass

@@ -14,7 +14,7 @@ good or bad, comes in. `unregistering` tells the shutdown what to wait for.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -22,10 +22,11 @@ from gateway.core.backoff import backoff_delay
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
 
     from gateway.config import TrunkSettings
-    from gateway.sip.engine import RegistrationSignal, SipEngine
+    from gateway.sip.engine import SipEngine
+    from gateway.sip.signals import RegistrationSignal
+    from gateway.status.bus import StatusSink
 
 
 class Registration:
@@ -35,7 +36,7 @@ class Registration:
         self,
         engine: SipEngine,
         loop: asyncio.AbstractEventLoop,
-        notify: Callable[[str, dict[str, Any]], None],
+        notify: StatusSink,
         trunk: TrunkSettings,
     ) -> None:
         self.engine = engine

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,23 +36,17 @@ from loguru import logger
 
 from gateway.core.events import LegAnswered, LegEnded, LegFailed
 from gateway.core.sit import RATE, SitDetector, SitTone
-from gateway.sip.legs import LegSignal, MediaChanged, audio_of
+from gateway.sip.legs import audio_of
+from gateway.sip.signals import LegSignal, MediaChanged, SitSignal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from gateway.sip.legs import LegRegistry, Signal
+    from gateway.sip.legs import LegRegistry
+    from gateway.sip.signals import Signal
 
 AFTER_ANSWER_S = 3.0  # some networks answer, then play the tones
 FRAME_S = 0.02  # pjmedia's conference bridge: 20 ms frames
-
-
-@dataclass(frozen=True, slots=True)
-class SitSignal:
-    """A leg played Special Information Tones (time counted from its tap's start)."""
-
-    leg: str
-    tone: SitTone
 
 
 class LegTap(pj.AudioMediaPort):  # type: ignore[misc]

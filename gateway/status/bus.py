@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Self, TypeAlias, cast
 from loguru import logger
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 JsonScalar: TypeAlias = str | int | float | bool | None
 JsonValue: TypeAlias = JsonScalar | list["JsonValue"] | dict[str, "JsonValue"]
+StatusSink: TypeAlias = "Callable[[str, Mapping[str, object]], None]"
+"""``notify(kind, data)``: how the parts of the gateway hand an event to the bus."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,7 @@ class EventBus:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 
-    def publish(self, kind: str, data: Mapping[str, JsonValue], at: datetime | None = None) -> None:
+    def publish(self, kind: str, data: Mapping[str, object], at: datetime | None = None) -> None:
         """Hand an event to every subscriber. Never blocks, never raises.
 
         Args:

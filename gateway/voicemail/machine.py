@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from gateway.core.rules import VoicemailBox
     from gateway.sip.engine import SipEngine
+    from gateway.status.bus import StatusSink
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 _WAV_HEADER = 44  # pjmedia's WAV writer: a plain 44-byte header
@@ -56,7 +57,7 @@ class AnsweringMachine:
         self,
         engine: SipEngine,
         spool: Spool,
-        notify: Callable[[str, dict[str, Any]], None],
+        notify: StatusSink,
         on_committed: Callable[[], None],
         rules_dir: Path,
     ) -> None:

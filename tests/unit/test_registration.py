@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from gateway.config import TrunkSettings
-from gateway.sip.engine import RegistrationSignal
 from gateway.sip.registration import Registration
+from gateway.sip.signals import RegistrationSignal
 
 
 class Engine:

@@ -15,8 +15,7 @@ from gateway.core.admission import Admission, Capacity
 from gateway.core.causes import failed_locally
 from gateway.core.events import LegFailed
 from gateway.core.rules import parse_rules
-from gateway.sip.engine import IncomingSignal, InviteOffer
-from gateway.sip.legs import LegSignal
+from gateway.sip.signals import IncomingSignal, InviteOffer, LegSignal
 from gateway.switchboard import Switchboard
 
 if TYPE_CHECKING:
