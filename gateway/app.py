@@ -86,18 +86,19 @@ class Gateway:
         )
         self.refusals = RefusedSources()
         self.engine = SipEngine(settings, self._gate, limits)
-        self.switchboard = Switchboard(self.engine, rules, self.admission, self.notify, self.loop)
         self.registration = Registration(self.engine, self.loop, self.notify, settings.trunk)
-        self.switchboard.on_registration = self.registration.on_signal
         self.bus = EventBus()
         self.spool = Spool(settings.state_dir / "voicemail")
         self.mailer = Mailer(settings.smtp, self.spool, self.notify, ZoneInfo(rules.timezone),
                              lifetime=timedelta(days=settings.smtp.lifetime_days))  # fmt: skip
-        self.switchboard.machine = AnsweringMachine(
-            self.engine, self.spool, self.notify, self.mailer.notify, settings.rules.parent
+        machine = AnsweringMachine(
+            self.engine.media, self.spool, self.notify, self.mailer.notify, settings.rules.parent
         )
         self.prober = Prober(self.engine, self.loop, self.admission.capacity)
-        self.switchboard.prober = self.prober
+        self.switchboard = Switchboard(
+            self.engine, rules, self.admission, self.notify, self.loop,
+            machine=machine, prober=self.prober, on_registration=self.registration.on_signal,
+        )  # fmt: skip
         self.calllog = CallLog(settings.state_dir / "calls.sqlite3")
         self.alert_mail = AlertMail(self.spool, self.mailer.notify, self.calllog,
                                     lambda: self.rules, settings.state_dir)  # fmt: skip

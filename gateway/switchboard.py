@@ -83,29 +83,35 @@ class _Call:
 class Switchboard:
     """Calls in progress, and the glue between sessions and pjsua."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the collaborators, passed in at construction
         self,
         engine: CallEngine,
         rules: Rules,
         admission: Admission,
         notify: StatusSink,
         loop: asyncio.AbstractEventLoop,
+        *,
+        machine: AnsweringMachine | None = None,
+        prober: Prober | None = None,
+        on_registration: Callable[[RegistrationSignal], None] | None = None,
     ) -> None:
+        """Args after ``loop`` are optional parts: without a machine no box answers
+        (the caller is refused), without a prober every signal is a call's."""
         self.engine = engine
         self.rules = rules
         self.admission = admission
         self.notify = notify
         self.loop = loop
         self.health: dict[str, HealthState] = {}  # the health monitor keeps it current
-        self.on_registration: Callable[[RegistrationSignal], None] = lambda _sig: None
+        self.on_registration = on_registration or (lambda _sig: None)
         self._calls: dict[str, _Call] = {}
         self._leg_owner: dict[str, str] = {}
         self._tasks: set[asyncio.Task[VoicemailEnded]] = set()
         self._turned_away: list[tuple[InviteOffer, Screening]] = []
         self._active_published = 0  # calls.active is published when it changes
         self._rate_published: tuple[float, int] = (float("-inf"), 0)
-        self.machine: AnsweringMachine | None = None
-        self.prober: Prober | None = None
+        self.machine = machine
+        self.prober = prober
 
     @property
     def active_calls(self) -> int:

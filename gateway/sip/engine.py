@@ -170,7 +170,7 @@ class SipEngine:
         self._trunk: TrunkAccount | None = None
         self._direct: DirectAccount | None = None
         self._log_writer = _LogWriter()
-        self.media = CallMedia(self.registry)
+        self.media = CallMedia(self.registry, self.answer, self.hang_up_caller)
         self.taps = LegTaps(self.registry)
         self.listen: str = ""
         self._codec_order: dict[str, int] = {}

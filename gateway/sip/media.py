@@ -6,25 +6,51 @@ port, which takes it out of the bridge and, for a recorder, completes its
 WAV file's header (pjmedia does that on its media thread, a frame or two
 later). pjsua2 names levels from the bridge port's side: on a call's audio,
 ``getTxLevel()`` is what the caller says and ``getRxLevel()`` what we play.
+
+``CallMedia`` is the answering machine's ``VoicemailLine``
+(gateway/voicemail/machine.py): with the engine's answer and hang-up passed
+in, it is all of the caller's line the machine needs.
 """
 
 from __future__ import annotations
 
 import wave
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 from loguru import logger
 
 from gateway.sip.legs import LegRegistry, audio_of
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class CallMedia:
     """Players and recorders attached to inbound calls."""
 
-    def __init__(self, registry: LegRegistry) -> None:
+    def __init__(
+        self,
+        registry: LegRegistry,
+        answer: Callable[[str, int], None],
+        hang_up: Callable[[str], None],
+    ) -> None:
         self.registry = registry
-        self._media: dict[str, list[Any]] = {}
+        self._answer = answer
+        self._hang_up = hang_up
+        self._media: dict[str, list[Any]] = {}  # Any: pjsua2's players and recorders
+
+    def answer(self, call_id: str, code: int = 200) -> None:
+        """Answer the caller (``SipEngine.answer``)."""
+        self._answer(call_id, code)
+
+    def hang_up_caller(self, call_id: str) -> None:
+        """Hang up on the caller (``SipEngine.hang_up_caller``)."""
+        self._hang_up(call_id)
+
+    def caller_here(self, call_id: str) -> bool:
+        """True until the caller's leg is gone (hung up, or hung up on)."""
+        return call_id in self.registry.inbound
 
     def audio_ready(self, call_id: str) -> bool:
         """True once the caller's audio is in the conference bridge."""

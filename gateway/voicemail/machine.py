@@ -1,9 +1,11 @@
 """The answering machine: greeting, beep, recording, into the durable spool.
 
 Runs as one asyncio task per voicemail call on the loop that also pumps the
-SIP engine, and uses only the engine's media operations (answer, play,
-record, level, stop). The rules are the box's; the order of what it does is
-the promise of docs/voicemail.md: the message is committed (fsync'd) to the
+SIP engine, and uses only what ``VoicemailLine`` names of the caller's line
+(answer, play, record, level, stop, hang up): the SIP adapter implements it
+(gateway/sip/media.py), the unit tests a fake (tests/unit/test_voicemail_machine.py).
+The rules are the box's; the order of what it does is the promise of
+docs/voicemail.md: the message is committed (fsync'd) to the
 spool before ``voicemail.recorded`` is announced and the mailer is woken.
 """
 
@@ -14,19 +16,18 @@ import wave
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
 
 from gateway.core.events import VoicemailEnd, VoicemailEnded
 from gateway.voicemail.silence import SilenceDetector
-from gateway.voicemail.spool import Spool, SpoolError, VoicemailMeta
+from gateway.voicemail.spool import Reservation, Spool, SpoolError, VoicemailMeta
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gateway.core.rules import VoicemailBox
-    from gateway.sip.engine import SipEngine
     from gateway.status.bus import StatusSink
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -36,6 +37,19 @@ TICK = 0.1  # seconds between level readings while recording
 MEDIA_WAIT = 5.0  # how long the caller's audio may take to come up after 200 OK
 CLOSE_WAIT = 2.0  # how long the recorder may take to complete its WAV file
 BUILT_IN_GREETING = ASSETS / "greeting.wav"
+
+
+class VoicemailLine(Protocol):
+    """What the answering machine needs of the caller's line (gateway/sip/engine.py)."""
+
+    def answer(self, call_id: str, code: int = 200) -> None: ...
+    def hang_up_caller(self, call_id: str) -> None: ...
+    def caller_here(self, call_id: str) -> bool: ...
+    def audio_ready(self, call_id: str) -> bool: ...
+    def play(self, call_id: str, path: str) -> float | None: ...  # seconds; None: cannot
+    def record(self, call_id: str, path: str) -> bool: ...
+    def rx_level(self, call_id: str) -> int: ...  # the caller's level now, 0..100
+    def stop_media(self, call_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +69,13 @@ class AnsweringMachine:
 
     def __init__(
         self,
-        engine: SipEngine,
+        line: VoicemailLine,
         spool: Spool,
         notify: StatusSink,
         on_committed: Callable[[], None],
         rules_dir: Path,
     ) -> None:
-        self.engine = engine
+        self.line = line
         self.spool = spool
         self.notify = notify
         self.on_committed = on_committed
@@ -85,9 +99,9 @@ class AnsweringMachine:
             logger.error("call {}: the voicemail spool {} can take no message", call.call_id,
                          self.spool.root)  # fmt: skip
             return VoicemailEnded("unavailable", stored=False)
-        self.engine.answer(call.call_id, 200)
-        if not await self._until(lambda: self.engine.media.audio_ready(call.call_id), MEDIA_WAIT):
-            self.engine.hang_up_caller(call.call_id)
+        self.line.answer(call.call_id, 200)
+        if not await self._until(lambda: self.line.audio_ready(call.call_id), MEDIA_WAIT):
+            self.line.hang_up_caller(call.call_id)
             self._dropped(call, 0.0, f"no audio from the caller within {MEDIA_WAIT:g} s")
             return VoicemailEnded("no_audio", stored=False)
         if not await self._prompts(call.call_id, box):
@@ -95,13 +109,13 @@ class AnsweringMachine:
             return VoicemailEnded("hangup", stored=False)
         ended = await self._take_message(call, box)
         if self._caller_here(call.call_id):
-            self.engine.hang_up_caller(call.call_id)
+            self.line.hang_up_caller(call.call_id)
         return ended
 
     async def _take_message(self, call: VoicemailCall, box: VoicemailBox) -> VoicemailEnded:
         reservation = self.spool.reserve(call.call_id)
         started = datetime.now(UTC)
-        if not self.engine.media.record(call.call_id, str(reservation.path)):
+        if not self.line.record(call.call_id, str(reservation.path)):
             self.spool.discard(reservation)
             if not self._caller_here(call.call_id):
                 self._dropped(call, 0.0, "hung up during the greeting")
@@ -109,7 +123,7 @@ class AnsweringMachine:
             self._failed(reservation.id, f"cannot record into {reservation.path}")
             return VoicemailEnded("error", stored=False)
         ended = await self._record(call.call_id, box)
-        self.engine.media.stop_media(call.call_id)
+        self.line.stop_media(call.call_id)
         duration = await _closed_wav_seconds(reservation.path)
         if duration < box.min_seconds:
             self.spool.discard(reservation)
@@ -134,14 +148,14 @@ class AnsweringMachine:
         """Greeting then beep; False when the caller hung up meanwhile."""
         greeting = self._greeting(box)
         for prompt in [greeting, ASSETS / "beep.wav"] if box.beep else [greeting]:
-            seconds = self.engine.media.play(call_id, str(prompt))
+            seconds = self.line.play(call_id, str(prompt))
             if seconds is None and prompt == greeting != BUILT_IN_GREETING:
                 # A broken greeting file must not cost the caller the message.
-                seconds = self.engine.media.play(call_id, str(BUILT_IN_GREETING))
+                seconds = self.line.play(call_id, str(BUILT_IN_GREETING))
             if await self._until(lambda: not self._caller_here(call_id), seconds or 0.0):
-                self.engine.media.stop_media(call_id)
+                self.line.stop_media(call_id)
                 return False
-        self.engine.media.stop_media(call_id)
+        self.line.stop_media(call_id)
         return True
 
     async def _record(self, call_id: str, box: VoicemailBox) -> VoicemailEnd:
@@ -155,10 +169,10 @@ class AnsweringMachine:
                 return "hangup"
             if now >= deadline:
                 return "max_length"
-            if silence.feed(self.engine.media.rx_level(call_id), now):
+            if silence.feed(self.line.rx_level(call_id), now):
                 return "silence"
 
-    async def _commit(self, reservation: Any, meta: VoicemailMeta, ended: str) -> bool:
+    async def _commit(self, reservation: Reservation, meta: VoicemailMeta, ended: str) -> bool:
         """Commit the message; True once it is durable and announced."""
         try:
             # fsync can take long on an SD card: keep the loop (and calls) moving.
@@ -191,7 +205,7 @@ class AnsweringMachine:
         return path if path.is_absolute() else self.rules_dir / path
 
     def _caller_here(self, call_id: str) -> bool:
-        return call_id in self.engine.registry.inbound
+        return self.line.caller_here(call_id)
 
     @staticmethod
     async def _until(condition: Callable[[], bool], limit: float) -> bool:
