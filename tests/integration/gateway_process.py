@@ -18,17 +18,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from sipp import LOOPBACK, free_udp_port
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
 READY_TIMEOUT = 15.0
 EXIT_TIMEOUT = 15.0
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 RTP_BLOCK = 40  # ports for one gateway's RTP and RTCP: its call legs, with room to spare
 
 
@@ -213,3 +214,16 @@ def _options(target: str, local_port: int) -> bytes:
         "Accept: application/sdp\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
+
+
+def observed(window: float, happened: Callable[[], T]) -> T | None:
+    """Watch ``happened()`` for ``window`` seconds: what it first returned that was
+    truthy, or None if nothing happened. A check that something does NOT happen
+    needs a window; this one ends early when it does, and names what came.
+    """
+    deadline = time.monotonic() + window
+    while True:
+        seen = happened()
+        if seen or time.monotonic() >= deadline:
+            return seen or None
+        time.sleep(0.05)

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from gateway_process import REPO, GatewayProcess
+from gateway_process import REPO, GatewayProcess, observed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 ADMIN = "admin@example.com"
 CALLED = "+3225550100"
 MAIN_NUMBER = "+32470000001"
+ALERT_WINDOW_S = 1.5  # an alert is due 1 s after the last change: watched this long
 _EVENT = re.compile(r" event (\S+) (\{.*\})$", re.MULTILINE)
 _TRACE_HEAD = re.compile(
     r"^-{10,} (\S+ \S+)\n\S+ message (sent|received)[^\n]*:\n\n(.*)$", re.MULTILINE
@@ -253,13 +254,15 @@ def test_flapping_line_changes_nothing(sipp: SippFactory, gateway_dir: Path) -> 
         deadline = time.monotonic() + 15
         while gateway.log.count("probe of main: ") < 6 and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(1.5)  # an alert would be due 1 s after the last change
+        # An alert would be due 1 s after the last change: watch past that.
+        alert = observed(ALERT_WINDOW_S, lambda: events(gateway, "health.alert"))
     gateway.assert_clean_exit()
     seen = [e["evidence"]["sip_code"] for e in events(gateway, "target.health") if e["evidence"]]
     results = re.findall(r"probe of main: (\d+)", gateway.log)
     assert results[:6] == ["180", "404"] * 3, gateway.describe()
     assert seen == [180], f"health changed on a flapping line: {seen}"  # unknown -> up, then none
-    assert not events(gateway, "health.alert")
+    assert alert is None, f"an alert within {ALERT_WINDOW_S} s of the last probe: {alert}"
+    assert not events(gateway, "health.alert"), "an alert as the gateway stopped"
 
 
 def run_probe(

@@ -8,6 +8,7 @@ demand, ``sip-failover status`` and the call-back list of ``sip-failover calls``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -40,6 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 PREFIX = "sip-failover/gw1"
 CALLED = "+3225550100"
 WAIT = 15.0
+QUIET_S = 0.5  # how long "nothing else came" is watched for
 OUTAGE_S = 30.0
 FAILOVER_CALL = ["call.incoming", "call.failover", "call.answered", "call.ended"]
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +87,16 @@ class Feed:
         except TimeoutError:
             topics = sorted({str(m.topic) for m in self.seen})
             raise AssertionError(f"not seen in {within:.0f} s; topics seen: {topics}") from None
+
+    async def unchanged_for(self, window: float) -> list[aiomqtt.Message]:
+        """Watch ``window`` seconds for more messages; those that came (none: quiet)."""
+        before = len(self.seen)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(window):
+                while len(self.seen) == before:
+                    self._changed.clear()
+                    await self._changed.wait()
+        return self.seen[before:]
 
     def values(self, suffix: str) -> list[bytes]:
         topic = f"{PREFIX}/{suffix}"
@@ -283,8 +295,9 @@ async def test_home_assistant_online_makes_the_gateway_republish_discovery(
         async with watching(broker, "homeassistant/+/+/+/config") as configs:
             # 6 gateway entities, 2 per target: retained, so a late subscriber has them.
             await configs.until(lambda f: len(f.seen) >= 10)
-            await asyncio.sleep(0.5)  # anything else would come now, before HA speaks
-            assert len(configs.seen) == 10
+            # Anything else would come now, before HA speaks: watch a while.
+            extra = await configs.unchanged_for(QUIET_S)
+            assert not extra, f"unasked within {QUIET_S} s: {[str(m.topic) for m in extra]}"
             await configs.client.publish("homeassistant/status", b"online", qos=1)
             await configs.until(lambda f: len(f.seen) >= 20)
     gateway.assert_clean_exit()
