@@ -48,12 +48,17 @@ SILENCE_RMS = 40.0  # below this a block is silence (about -58 dBov)
 MAX_GAP_S = 0.05  # E.180 allows 30 ms between tones; a block of slack on each side
 THIRD_TONE_S = 0.16  # the third tone is taken after this much of it
 MEASURE_SAMPLES = 1280  # a segment's frequency is measured over 160 ms of it
-MAX_SEGMENT_S = 0.45  # longer than any SIT segment (400 ms ITU, 380 ms Telcordia)
+# What a tone's length may gain or lose on its way to us, besides the sender's
+# tolerance: pjmedia's jitter buffer conceals late packets (PLC, 20 ms frames)
+# and drops frames to catch up; on a loaded machine a tone arrived 2 frames
+# longer (a 274 ms tone heard as 310 ms). Plus one 10 ms block at the edges.
+JITTER_MS = 40.0 + 1000.0 * BLOCK / RATE
 
 SHORT_MS, LONG_MS = 274.0, 380.0
-TELCORDIA_SLACK_MS = 35.0  # +-5 % at the source, and 10 ms blocks at each edge
+TELCORDIA_SOURCE = 0.05  # +-5 % at the source: 260-288 and 361-399 ms
 TELCORDIA_FREQ_TOLERANCE = 0.006  # +-0.2 % at the source, plus our 2 Hz steps
-ITU_MS = (245.0, 415.0)  # 330 +-70 ms, with the same edge slack
+ITU_MS = (260.0 - JITTER_MS, 400.0 + JITTER_MS)  # 330 +-70 ms at the source
+MAX_SEGMENT_S = ITU_MS[1] / 1000  # longer than any SIT segment heard
 _FIRST = {913.8: "low", 985.2: "high"}
 _SECOND = {1370.6: "low", 1428.5: "high"}
 THIRD_HZ = 1776.7
@@ -287,9 +292,10 @@ def _nearest(value: float, table: dict[float, str], tolerance: float) -> float |
 
 
 def _length(ms: int) -> float | None:
-    for nominal in (SHORT_MS, LONG_MS):
-        if abs(ms - nominal) <= TELCORDIA_SLACK_MS:
-            return nominal
+    """Short or long: the nearer one (274 and 380 ms are told apart up to +-53 ms)."""
+    nominal = min((SHORT_MS, LONG_MS), key=lambda length: abs(ms - length))
+    if abs(ms - nominal) <= nominal * TELCORDIA_SOURCE + JITTER_MS:
+        return nominal
     return None
 
 

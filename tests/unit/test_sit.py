@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import wave
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from gateway.core.causes import Outcome
-from gateway.core.sit import SitCode, SitDetector, SitTone, outcome_of
+from gateway.core.sit import ENCODINGS, SitCode, SitDetector, SitTone, outcome_of
 from gateway.demo import tones
 
 LEAD_S = 0.3  # ringback-like silence before the operator's tones
@@ -137,3 +140,69 @@ def test_ten_minutes_of_other_audio_never_match() -> None:
     for audio in samples:
         assert listen(audio, lead=0.0) is None
     assert sum(len(a) for a in samples) / tones.RATE >= 600
+
+
+# What a leg hears through pjmedia's jitter buffer on a loaded machine: RTP that
+# arrives late is concealed (PLC: the last frame stretched and fading, one 20 ms
+# frame at a time), and a buffer that has grown drops frames to catch up. So a
+# tone reaches the detector up to two frames longer or shorter than it was sent.
+FRAME = 160
+CAPTURED = Path(__file__).parent / "audio" / "reorder-local-through-jitter-buffer.wav"
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+
+
+def test_reorder_local_as_a_gateway_heard_it_through_a_late_packet() -> None:
+    """Captured at the tap: two concealed frames made its short first tone 310 ms."""
+    heard = listen(read_wav(CAPTURED), lead=0.0)
+    assert heard is not None
+    assert heard.code is SitCode.REORDER_LOCAL
+    assert heard.durations_ms[0] > 300  # the concealment is in it
+
+
+def through_jitter_buffer(code: SitCode, tone: int, frames: int, offset: int) -> np.ndarray:
+    """The code's SIT with ``frames`` 20 ms frames concealed (>0) or dropped (<0) in a tone.
+
+    Args:
+        tone: which tone (0 or 1) the late or dropped packets fall in, at its end.
+        offset: samples of silence before the SIT (where frame edges fall in it).
+    """
+    (_f1, d1, _f2, d2) = next(key for key, value in ENCODINGS.items() if value is code)
+    sit = tones.telcordia(code)
+    line = np.concatenate((tones.silence(LEAD_S), np.zeros(offset, np.int16), sit))
+    line = tones.from_ulaw(tones.ulaw(line))
+    tone_end = len(line) - len(sit) + round((d1 if tone == 0 else d1 + d2) * tones.RATE / 1000)
+    last = tone_end // FRAME - 1  # the tone's last whole frame
+    head, tail = line[: (last + 1) * FRAME], line[(last + 1) * FRAME :]
+    if frames < 0:
+        return np.concatenate((head[: frames * FRAME], tail))
+    fade = np.linspace(0.9, 0.4, frames * FRAME)
+    concealed = np.tile(head[-FRAME:], frames) * fade
+    return np.concatenate((head, concealed.astype(np.int16), tail))
+
+
+@pytest.mark.parametrize("code", TELCORDIA)
+@pytest.mark.parametrize("tone", [0, 1])
+@pytest.mark.parametrize("frames", [-2, -1, 1, 2])
+def test_each_code_survives_two_frames_concealed_or_dropped_in_a_tone(
+    code: SitCode, tone: int, frames: int
+) -> None:
+    for offset in (0, 40, 80, 120):  # frame edges anywhere in the 10 ms blocks
+        audio = through_jitter_buffer(code, tone, frames, offset)
+        heard = listen(tones.announcement(audio), lead=0.0)
+        assert heard is not None, (offset, frames)
+        assert heard.code is code, (offset, heard.durations_ms)
+        assert heard.decided - LEAD_S <= 1.0 + 0.04 + offset / tones.RATE
+
+
+def test_a_silent_frame_inside_a_tone_does_not_split_it() -> None:
+    """A late packet not concealed (PLC off, or past its limit) leaves 20 ms of zeros."""
+    audio = tones.telcordia(SitCode.REORDER).copy()
+    audio[1200:1360] = 0
+    heard = listen(audio)
+    assert heard is not None
+    assert heard.code is SitCode.REORDER
+
