@@ -59,6 +59,7 @@ TELCORDIA_SOURCE = 0.05  # +-5 % at the source: 260-288 and 361-399 ms
 TELCORDIA_FREQ_TOLERANCE = 0.006  # +-0.2 % at the source, plus our 2 Hz steps
 ITU_MS = (260.0 - JITTER_MS, 400.0 + JITTER_MS)  # 330 +-70 ms at the source
 MAX_SEGMENT_S = ITU_MS[1] / 1000  # longer than any SIT segment heard
+TRAIL, TRAIL_MIN_S = 8, 0.1  # segments kept for the log, and the shortest one kept
 _FIRST = {913.8: "low", 985.2: "high"}
 _SECOND = {1370.6: "low", 1428.5: "high"}
 THIRD_HZ = 1776.7
@@ -142,6 +143,19 @@ class SitTone:
         return f"SIT {self.code} {hz} Hz {ms} ms at +{self.decided - since:.2f} s"
 
 
+@dataclass(frozen=True, slots=True)
+class HeardSegment:
+    """A run of one SIT band that ended, as heard: what a missed SIT is diagnosed by."""
+
+    hz: float
+    purity: float
+    start: float
+    ms: int
+
+    def __str__(self) -> str:
+        return f"{self.hz:.0f} Hz {self.ms} ms at {self.start:.2f} s (purity {self.purity:.2f})"
+
+
 @dataclass
 class _Segment:
     band: int
@@ -202,6 +216,7 @@ class SitDetector:
         self._segments: list[_Segment] = []
         self._run: _Segment | None = None
         self.heard: SitTone | None = None
+        self.trail: tuple[HeardSegment, ...] = ()  # the last TRAIL segments of 100 ms or more
 
     def feed(self, samples: npt.ArrayLike, at: float) -> SitTone | None:
         """Take one frame of 16-bit samples at 8 kHz starting at ``at`` seconds.
@@ -241,6 +256,7 @@ class SitDetector:
         run, self._run = self._run, None
         if run is None:
             return
+        self._remember(run)
         long_enough = ITU_MS[0] <= run.seconds * 1000 <= ITU_MS[1]
         in_turn = run.band == len(self._segments) and (
             not self._segments or run.start - self._segments[-1].end <= MAX_GAP_S
@@ -248,6 +264,12 @@ class SitDetector:
         self._segments = [*self._segments, run] if long_enough and in_turn and run.band < 2 else []
         if long_enough and not in_turn and run.band == 0:
             self._segments = [run]  # a new first tone
+
+    def _remember(self, run: _Segment) -> None:
+        if run.seconds >= TRAIL_MIN_S:  # a new tuple: the adapter reads it from another thread
+            hz, purity = measure_tone(np.concatenate(run.samples), run.band)
+            heard = HeardSegment(hz, purity, run.start, round(run.seconds * 1000))
+            self.trail = (*self.trail[1 - TRAIL :], heard)
 
     def _third_tone_heard(self) -> SitTone | None:
         run = self._run

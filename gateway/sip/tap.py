@@ -94,6 +94,11 @@ class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
             self.loop.call_soon_threadsafe(self._heard, self.leg, tone)
 
     @property
+    def trail(self) -> str:
+        """The segments in SIT bands the detector heard last (the clue to a missed SIT)."""
+        return "; ".join(str(segment) for segment in self._detector.trail) or "none"
+
+    @property
     def heard_s(self) -> float:
         """Seconds of the leg's audio this tap has taken."""
         return self._frames * FRAME_S
@@ -174,6 +179,7 @@ class LegTaps:
         self._idle.append(tap)
         logger.info("leg {}: SIT tap off after {:.2f} s of audio, {:.1f} ms CPU",
                      leg, tap.heard_s, tap.cpu_s * 1000)  # fmt: skip
+        logger.debug("leg {}: SIT bands heard: {}", leg, tap.trail)
 
     def release_all(self) -> None:
         """Before pjsua is destroyed: a port alive at ``libDestroy`` aborts the process.

@@ -30,6 +30,8 @@ CALLED = "+3225550100"
 LEAD_S = 0.3  # silence before the operator's tones
 SILENCE_RMS = 50
 _HEARD = re.compile(r"leg \S+: SIT (\S+) .* at \+(\d+\.\d+) s: (\w+)")
+_TAP = re.compile(r".*leg \S+: SIT (?:tap off|bands heard).*")
+DEBUG = {"SIP_FAILOVER_LOG_LEVEL": "DEBUG"}  # the tap logs the SIT bands it heard
 _EXPECTED = {
     SitCode.INTERCEPT: "unassigned",
     SitCode.VACANT_CODE: "unassigned",
@@ -67,6 +69,12 @@ def sit_audio(code: SitCode) -> np.ndarray:
     return tones.announcement(pattern, seconds=6.0)
 
 
+def what_the_tap_heard(gateway: GatewayProcess) -> str:
+    """The tap's own account, for a failure message: how long, and which tones."""
+    lines = [line.strip() for line in _TAP.findall(gateway.log)]
+    return "\n".join(["--- what the SIT tap heard ---", *lines, gateway.describe()])
+
+
 def call_through(sipp: SippFactory, gateway: GatewayProcess) -> float:
     """A caller's call that the backup answers; returns the loudness the caller heard."""
     caller = sipp("caller_answered", remote=gateway.address, keys={"hold_ms": 500})
@@ -84,14 +92,15 @@ def test_sit_in_early_media_cancels_the_leg_and_the_caller_reaches_the_backup(
     pcap = pcap_of(tmp_path, code.value, sit_audio(code))
     operator = sipp("operator_sit", keys={"pcap": pcap}).start()
     backup = sipp("phone_answer", keys={"answer_ms": 300}).start()
-    with GatewayProcess(gateway_dir, rules(operator, backup)) as gateway:
+    with GatewayProcess(gateway_dir, rules(operator, backup), env=DEBUG) as gateway:
         heard = call_through(sipp, gateway)
         backup.wait().assert_success()
         cancelled = operator.wait()
         assert cancelled.received("CANCEL"), cancelled.describe()
         found = _HEARD.search(gateway.log)
-        assert found is not None, gateway.describe()
-        assert (found.group(1), found.group(3)) == (code.value, _EXPECTED[code])
+        assert found is not None, what_the_tap_heard(gateway)
+        verdict = (found.group(1), found.group(3))
+        assert verdict == (code.value, _EXPECTED[code]), what_the_tap_heard(gateway)
         assert float(found.group(2)) - LEAD_S <= 1.0, found.group(0)
         # The backup answers without playing: anything loud came from the operator.
         assert heard < SILENCE_RMS, "the operator's announcement reached the caller"
@@ -112,10 +121,10 @@ def test_other_early_media_is_never_taken_for_sit(
 ) -> None:
     operator = sipp("operator_sit", keys={"pcap": pcap_of(tmp_path, name, audio)}).start()
     backup = sipp("phone_answer", keys={"answer_ms": 300}).start()
-    with GatewayProcess(gateway_dir, rules(operator, backup, early="3s")) as gateway:
+    with GatewayProcess(gateway_dir, rules(operator, backup, early="3s"), env=DEBUG) as gateway:
         call_through(sipp, gateway)
         backup.wait().assert_success()
         assert operator.wait().received("CANCEL")
         assert "SIT tap off after" in gateway.log, "the early media was not listened to"
-        assert not _HEARD.search(gateway.log), gateway.describe()
+        assert not _HEARD.search(gateway.log), what_the_tap_heard(gateway)
     gateway.assert_clean_exit()

@@ -206,3 +206,15 @@ def test_a_silent_frame_inside_a_tone_does_not_split_it() -> None:
     assert heard is not None
     assert heard.code is SitCode.REORDER
 
+
+def test_the_bands_heard_are_kept_for_the_log_when_no_sit_is() -> None:
+    """What a missed SIT is diagnosed by: each tone's frequency, length and time."""
+    detector = SitDetector()
+    audio = np.concatenate((tones.sit(tones.ITU_SIT, gap_ms=200.0), tones.silence(0.2)))
+    for start in range(0, len(audio), 160):
+        assert detector.feed(audio[start : start + 160], start / tones.RATE) is None
+    assert [str(segment) for segment in detector.trail] == [
+        "950 Hz 330 ms at 0.00 s (purity 1.00)",
+        "1400 Hz 330 ms at 0.53 s (purity 1.00)",
+        "1800 Hz 330 ms at 1.06 s (purity 1.00)",
+    ]
