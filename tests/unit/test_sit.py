@@ -163,25 +163,38 @@ def test_reorder_local_as_a_gateway_heard_it_through_a_late_packet() -> None:
     assert heard.durations_ms[0] > 300  # the concealment is in it
 
 
-def through_jitter_buffer(code: SitCode, tone: int, frames: int, offset: int) -> np.ndarray:
-    """The code's SIT with ``frames`` 20 ms frames concealed (>0) or dropped (<0) in a tone.
+def lengths(code: SitCode) -> tuple[float, float]:
+    (_f1, d1, _f2, d2) = next(key for key, value in ENCODINGS.items() if value is code)
+    return d1, d2
+
+
+def through_jitter_buffer(code: SitCode, at_ms: float, frames: int, offset: int) -> np.ndarray:
+    """The code's SIT with ``frames`` 20 ms frames concealed (>0) or dropped (<0).
 
     Args:
-        tone: which tone (0 or 1) the late or dropped packets fall in, at its end.
+        at_ms: where in the SIT the late (or dropped) packets begin.
         offset: samples of silence before the SIT (where frame edges fall in it).
     """
-    (_f1, d1, _f2, d2) = next(key for key, value in ENCODINGS.items() if value is code)
     sit = tones.telcordia(code)
     line = np.concatenate((tones.silence(LEAD_S), np.zeros(offset, np.int16), sit))
     line = tones.from_ulaw(tones.ulaw(line))
-    tone_end = len(line) - len(sit) + round((d1 if tone == 0 else d1 + d2) * tones.RATE / 1000)
-    last = tone_end // FRAME - 1  # the tone's last whole frame
-    head, tail = line[: (last + 1) * FRAME], line[(last + 1) * FRAME :]
+    cut = (len(line) - len(sit) + round(at_ms * tones.RATE / 1000)) // FRAME * FRAME
+    head, tail = line[:cut], line[cut:]
     if frames < 0:
         return np.concatenate((head[: frames * FRAME], tail))
     fade = np.linspace(0.9, 0.4, frames * FRAME)
     concealed = np.tile(head[-FRAME:], frames) * fade
     return np.concatenate((head, concealed.astype(np.int16), tail))
+
+
+def assert_heard(code: SitCode, at_ms: float, frames: int) -> None:
+    for offset in (0, 40, 80, 120):  # frame edges anywhere in the 10 ms blocks
+        audio = through_jitter_buffer(code, at_ms, frames, offset)
+        heard = listen(tones.announcement(audio), lead=0.0)
+        assert heard is not None, (offset, frames)
+        assert heard.code is code, (offset, heard.durations_ms)
+        late = max(0, frames) * FRAME + offset
+        assert heard.decided - LEAD_S <= 1.0 + late / tones.RATE + 0.2
 
 
 @pytest.mark.parametrize("code", TELCORDIA)
@@ -190,12 +203,17 @@ def through_jitter_buffer(code: SitCode, tone: int, frames: int, offset: int) ->
 def test_each_code_survives_two_frames_concealed_or_dropped_in_a_tone(
     code: SitCode, tone: int, frames: int
 ) -> None:
-    for offset in (0, 40, 80, 120):  # frame edges anywhere in the 10 ms blocks
-        audio = through_jitter_buffer(code, tone, frames, offset)
-        heard = listen(tones.announcement(audio), lead=0.0)
-        assert heard is not None, (offset, frames)
-        assert heard.code is code, (offset, heard.durations_ms)
-        assert heard.decided - LEAD_S <= 1.0 + 0.04 + offset / tones.RATE
+    assert_heard(code, sum(lengths(code)[: tone + 1]), frames)
+
+
+@pytest.mark.parametrize("code", [SitCode.REORDER, SitCode.NO_CIRCUIT])
+@pytest.mark.parametrize("into_ms", [20, 60, 100, 140])
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_concealment_early_in_the_third_tone_only_delays_the_verdict(
+    code: SitCode, into_ms: int, frames: int
+) -> None:
+    """The third tone is taken after 160 ms: concealment there blurs its frequency."""
+    assert_heard(code, sum(lengths(code)) + into_ms, frames)
 
 
 def test_a_silent_frame_inside_a_tone_does_not_split_it() -> None:
