@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -61,14 +61,29 @@ LocalTime = Annotated[
 """A wall-clock time of day in the rules' time zone, written ``"18:00"``."""
 
 
+NO_ADDRESS = "a voicemail box needs at least one address: its messages would reach nobody"
+
+
+def _email_required(schema: dict[str, Any]) -> None:
+    """The schema says what the validator enforces: an editor flags a box without email."""
+    schema["properties"]["email"].pop("default", None)
+    schema["required"] = ["email"]
+
+
 class VoicemailBox(Strict):
     """Where messages go: a greeting, who gets them, how long they may be."""
+
+    model_config = ConfigDict(json_schema_extra=_email_required)
 
     greeting: str | None = Field(
         default=None,
         description="WAV file played first (relative to the rules file); the built-in one if unset",
     )
-    email: EmailList = ()
+    email: EmailList = Field(
+        default=(),
+        validate_default=True,  # left out is the mistake this catches: check it too
+        description="who gets the messages: one address or a list; at least one",
+    )
     max_seconds: Duration = Field(default=180.0, description="the recording stops at this length")
     silence_seconds: Duration = Field(
         default=6.0, description="the recording stops after this much silence"
@@ -81,6 +96,8 @@ class VoicemailBox(Strict):
     @field_validator("email")
     @classmethod
     def _addresses(cls, email: tuple[str, ...]) -> tuple[str, ...]:
+        if not email:
+            raise fail(NO_ADDRESS)
         return _check_addresses(email)
 
     @field_validator("greeting")

@@ -100,7 +100,9 @@ def test_reload_keeps_calls_on_their_rules_and_a_broken_file_changes_nothing(
     gateway.assert_clean_exit()
 
 
-def test_a_reload_naming_a_missing_greeting_is_refused(gateway_dir: Path) -> None:
+def test_a_reload_naming_a_missing_greeting_or_a_box_without_address_is_refused(
+    gateway_dir: Path,
+) -> None:
     rules = (
         'version: 1\ntargets:\n  desk: {uri: "sip:desk@127.0.0.1:9"}\n'
         "voicemail:\n  main: {email: office@example.com}\n"
@@ -115,7 +117,10 @@ def test_a_reload_naming_a_missing_greeting_is_refused(gateway_dir: Path) -> Non
             f"{gateway.rules_path}:5: voicemail.main.greeting: "
             "greeting file 'greetings/main.wav' not found"
         ) in gateway.log
-        assert count(gateway, "rules reloaded") == 0, "a file naming no greeting was loaded"
+        nobody = f"{gateway.rules_path}:5: voicemail.main.email: a voicemail box needs"
+        save_like_an_editor(gateway.rules_path, rules.replace("{email: office@example.com}", "{}"))
+        wait_for(lambda: nobody in gateway.log, "rejection of a box without address", gateway)
+        assert count(gateway, "rules reloaded") == 0, "a broken file was loaded"
     gateway.assert_clean_exit()
 
 

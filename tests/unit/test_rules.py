@@ -34,7 +34,7 @@ targets:
   lab: {uri: "sips:lab@example.com:5061;transport=tls"}
 voicemail:
   main: {greeting: greetings/main.wav, email: office@example.com, max_seconds: 2m}
-  spare: {}
+  spare: {email: [night@example.com]}
 routes:
   - name: family
     match: {to: ["+3225550100", "+32 2 555 01 01"], from: ["+3247*", "+32480000002"]}
@@ -73,7 +73,7 @@ routes:
     match: {to: "+3225550100"}
     steps: [{voicemail: main}]
 voicemail:
-  main: {}
+  main: {email: office@example.com}
 """
 
 
@@ -96,7 +96,9 @@ def test_defaults() -> None:
     parsed = rules(MINIMAL)
     assert parsed.timezone == "UTC"
     assert parsed.targets == {}
-    assert parsed.voicemail["main"] == VoicemailBox(greeting=None, email=(), max_seconds=180.0)
+    assert parsed.voicemail["main"] == VoicemailBox(
+        greeting=None, email=("office@example.com",), max_seconds=180.0
+    )
     assert parsed.routes[0].match.from_ == ()
     step = rules().routes[2].steps[1]
     assert isinstance(step, RingAllStep)
@@ -126,13 +128,13 @@ def test_durations_in_every_form() -> None:
 )  # fmt: skip
 def test_duration_forms(written: str, seconds: float | None) -> None:
     value = written if seconds is not None else int(written)
-    text = MINIMAL.replace("main: {}", f"main: {{max_seconds: {value}}}")
+    text = MINIMAL.replace("main: {", f"main: {{max_seconds: {value}, ")
     assert rules(text).voicemail["main"].max_seconds == (seconds or float(written))
 
 
 @pytest.mark.parametrize("written", ["20x", "0s", "-5", "s", "1 m", "true", "0"])
 def test_bad_durations_are_refused(written: str) -> None:
-    text = MINIMAL.replace("main: {}", f"main: {{max_seconds: {written}}}")
+    text = MINIMAL.replace("main: {", f"main: {{max_seconds: {written}, ")
     (problem,) = problems(text)
     assert problem.startswith("rules.yaml:7: voicemail.main.max_seconds: ")
 
@@ -241,6 +243,20 @@ def test_uri_and_email_are_checked() -> None:
             "(expected sip:user@host or sips:...)"
         ),
         "rules.yaml:9: voicemail.main.email[1]: invalid e-mail address 'office'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("box", "line"), [("{}", 10), ("{max_seconds: 1m}", 10), ("\n    email: []", 11)]
+)
+def test_a_box_without_an_address_is_refused_at_its_line(box: str, line: int) -> None:
+    # Its messages could be recorded but never mailed: the file is wrong, not the call.
+    text = FULL.replace("spare: {email: [night@example.com]}", f"spare: {box}")
+    assert problems(text) == [
+        (
+            f"rules.yaml:{line}: voicemail.spare.email: a voicemail box needs at least one "
+            "address: its messages would reach nobody"
+        )
     ]
 
 

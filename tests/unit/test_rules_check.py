@@ -269,7 +269,7 @@ def write_rules_with_greeting(folder: Path, greeting: str) -> Path:
     path = folder / "rules.yaml"
     path.write_text(
         f"version: 1\ntargets: {{anna: {{number: '+32480000002'}}}}\n"
-        f"voicemail:\n  main: {{greeting: {greeting}}}\n"
+        f"voicemail:\n  main: {{greeting: {greeting}, email: office@example.com}}\n"
         "routes:\n  - {name: main, match: {to: '+3225550100'}, steps: [{voicemail: main}]}\n",
         encoding="utf-8",
     )

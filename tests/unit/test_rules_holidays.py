@@ -22,7 +22,7 @@ OFFICE = """\
 version: 1
 timezone: Europe/Brussels
 targets: {anna: {number: "+32480000002"}}
-voicemail: {main: {}}
+voicemail: {main: {email: office@example.com}}
 schedules:
   office-hours:
     mon-fri: "08:30-18:00"

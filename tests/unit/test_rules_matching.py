@@ -101,7 +101,7 @@ targets:
   anna: {{number: "+32480000002"}}
   bert: {{number: "+32480000003"}}
 voicemail:
-  main: {{}}
+  main: {{email: office@example.com}}
 schedules:
   office-hours: {{mon-fri: "08:30-18:00"}}
 routes:
