@@ -129,18 +129,13 @@ class AnsweringMachine:
             self.spool.discard(reservation)
             self._dropped(call, duration, f"shorter than {box.min_seconds:g} s: taken as a hang-up")
             return VoicemailEnded(ended, stored=False)
-        meta = VoicemailMeta(
-            reservation.id,
-            call.call_id,
-            call.caller,
-            call.called,
-            started,
-            round(duration, 1),
-            call.route,
-            call.box,
-            call.why,
-            box.email,
-        )
+        try:
+            meta = VoicemailMeta(reservation.id, call.call_id, call.caller, call.called,
+                                 started, round(duration, 1), call.route, call.box, call.why,
+                                 box.email)  # fmt: skip
+        except ValueError as error:  # e.g. no recipients: the rules refuse that box
+            await self._keep(reservation, str(error))
+            return VoicemailEnded("error", stored=False)
         stored = await self._commit(reservation, meta, ended)
         return VoicemailEnded(ended if stored else "error", stored=stored)
 
@@ -189,6 +184,16 @@ class AnsweringMachine:
                                            "duration": meta.duration, "why": meta.why})  # fmt: skip
         self.on_committed()
         return True
+
+    async def _keep(self, reservation: Reservation, error: str) -> None:
+        """Keep a recording that cannot be queued for mail where the admin finds it."""
+        try:
+            kept = await asyncio.to_thread(self.spool.keep, reservation)
+        except SpoolError as failure:  # then it stays in tmp/, reported as a leftover
+            kept, error = reservation.path, f"{error}; {failure}"
+        logger.error("voicemail {} NOT mailed, its recording is kept in {}: {}", reservation.id,
+                     kept, error)  # fmt: skip
+        self._failed(reservation.id, f"{error}; recording kept in {kept}")
 
     def _dropped(self, call: VoicemailCall, duration: float, why: str) -> None:
         logger.info("call {}: no voicemail from {}: {}", call.call_id, call.caller, why)

@@ -7,7 +7,7 @@ Layout under the root (``<state_dir>/voicemail``)::
     queue/<id>.json       a message waiting for the mail server, with its retry state
     queue/<id>.wav        its audio
     failed/<id>.json      given up (refused, or past its lifetime): kept, never deleted
-    failed/<id>.wav
+    failed/<id>.wav       (alone: a recording that could not be queued, see the log)
 
 Where a message's JSON file is, the message is: ``queue/`` or ``failed/``. The
 audio follows its JSON; every move writes the JSON first, so a crash between
@@ -218,6 +218,20 @@ class Spool:
             self._write_record(self._queue, meta, retry)
         logger.info("{} {} queued for {}", meta.kind, meta.id, meta.recipients)
         return SpooledMessage(meta, retry, self._queue / f"{meta.id}.wav")
+
+    def keep(self, reservation: Reservation) -> Path:
+        """Keep a recording that cannot become a queued message in failed/, durably.
+
+        Raises:
+            SpoolError: it could not be moved (it is still in tmp/).
+        """
+        kept = self._failed / reservation.path.name
+        with self._lock, _errors(f"cannot keep {reservation.path} in {self._failed}"):
+            _fsync_file(reservation.path)
+            reservation.path.replace(kept)
+            _fsync_dir(self._failed)
+            _fsync_dir(self._tmp)
+        return kept
 
     def discard(self, reservation: Reservation) -> None:
         """Drop a recording that will not be kept (e.g. too short to be a message)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pytest
+from loguru import logger
 
 from gateway.core.events import VoicemailEnded
 from gateway.core.rules_mail import VoicemailBox
@@ -181,3 +182,33 @@ async def test_a_spool_that_can_take_nothing_never_answers(tmp_path: Path) -> No
     ended = await machine.take(CALL, VoicemailBox(email=(OFFICE,)))
     assert ended == VoicemailEnded("unavailable", stored=False)
     assert line.answered == [], "the session refuses the caller instead"
+
+
+async def test_a_message_that_cannot_be_queued_for_mail_is_kept_and_reported(
+    tmp_path: Path,
+) -> None:
+    # The rules refuse a box without an address; should one slip through, the
+    # caller's message still must not vanish.
+    spool = Spool(tmp_path / "spool")
+    events: list[tuple[str, dict[str, object]]] = []
+    machine = AnsweringMachine(FakeLine(), spool, lambda k, d: events.append((k, dict(d))),
+                               lambda: None, tmp_path)  # fmt: skip
+    logged: list[str] = []
+    sink = logger.add(logged.append, level="ERROR", format="{message}")
+    try:
+        ended = await machine.take(CALL, VoicemailBox.model_construct(email=()))
+    finally:
+        logger.remove(sink)
+    (kept,) = (tmp_path / "spool" / "failed").glob("*.wav")
+    assert ended == VoicemailEnded("error", stored=False)
+    assert _seconds(kept) == pytest.approx(3.0), "the recording itself is kept"
+    assert spool.pending() == []
+    assert [kind for kind, _ in events] == ["voicemail.failed"]
+    (line,) = logged
+    assert str(kept) in line
+    assert "no recipients" in line
+
+
+def _seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes() / wav.getframerate()
