@@ -12,44 +12,39 @@ second SIGTERM/SIGINT skips the grace period and cuts every other wait to 1 s.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import signal
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from loguru import logger
 
+from gateway.control import Control
 from gateway.core.admission import Admission, Capacity
-from gateway.core.rules import MODES, Rules, RulesError
+from gateway.core.health import HealthState
+from gateway.core.plan import dial_of
+from gateway.core.rules import RulesError
+from gateway.edge.link import ControlLink, WorkerOrders
 from gateway.edge.worker import behind_edge, pool_admits
-from gateway.health.alert_mail import AlertMail
-from gateway.health.monitor import HealthMonitor
 from gateway.health.probes import Prober
+from gateway.rules.keeper import RulesKeeper
 from gateway.rules.load import load_rules
-from gateway.rules.watch import watch_rules
 from gateway.service import logs, systemd
 from gateway.service.refusals import RefusedSources, reason_for
 from gateway.sip.engine import SipEngine
 from gateway.sip.engine_limits import planned_limits
 from gateway.sip.pump import EnginePump, find_sip_sockets
 from gateway.sip.registration import Registration
-from gateway.status.bus import EventBus
-from gateway.status.calllog import CallLog
-from gateway.status.mqtt import MqttPublisher
-from gateway.status.statusfile import STATUS_FILE, StatusFile
 from gateway.switchboard import Switchboard
 from gateway.voicemail.machine import AnsweringMachine
-from gateway.voicemail.mailer import Mailer
 from gateway.voicemail.spool import Spool
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
     from gateway.config import Settings
+    from gateway.core.health import Evidence
+    from gateway.core.rules import Rules
     from gateway.service.logs import LogFormat
     from gateway.sip.limits import EngineLimits
     from gateway.sip.signals import InviteOffer
@@ -74,8 +69,6 @@ class Gateway:
 
     def __init__(self, settings: Settings, rules: Rules, limits: EngineLimits) -> None:
         self.settings = settings
-        self.rules = rules
-        self._in_force = (_digest(settings.rules), _now_iso())  # sha256 and time of the rules used
         self.loop = asyncio.get_running_loop()
         self.stop_requested = asyncio.Event()
         self._forced_at: float | None = None  # when a second stop signal came
@@ -87,37 +80,33 @@ class Gateway:
         self.refusals = RefusedSources()
         self.engine = SipEngine(settings, self._gate, limits)
         self.registration = Registration(self.engine, self.loop, self.notify, settings.trunk)
-        self.bus = EventBus()
-        self.spool = Spool(settings.state_dir / "voicemail")
-        self.mailer = Mailer(settings.smtp, self.spool, self.notify, ZoneInfo(rules.timezone),
-                             lifetime=timedelta(days=settings.smtp.lifetime_days))  # fmt: skip
-        machine = AnsweringMachine(
-            self.engine.media, self.spool, self.notify, self.mailer.notify, settings.rules.parent
-        )
+        self.keeper = RulesKeeper(settings.rules, rules, self.notify, limits.call_legs)
+        self.keeper.on_use.append(self._use_rules)
         self.prober = Prober(self.engine, self.loop, self.admission.capacity)
+        # Alone, the gateway runs its own control side; in a pool, a control
+        # process runs it for every worker, and this worker forwards to it.
+        health: dict[str, HealthState] = {}  # plans read it (core/plan.py)
+        self.link: ControlLink | None = None
+        self.control: Control | None = None
+        if settings.edge.control is not None:
+            self.link = ControlLink(settings.edge.control, _worker_name(settings), WorkerOrders(
+                self._follow_health, self.keeper.set_mode, self.keeper.reload, self._probe))
+            spool, wake_mailer = Spool(settings.state_dir / "voicemail"), _mailer_elsewhere
+        else:
+            self.control = Control(settings, self.keeper, self.prober, health)
+            spool, wake_mailer = self.control.spool, self.control.mailer.notify
+        machine = AnsweringMachine(
+            self.engine.media, spool, self.notify, wake_mailer, settings.rules.parent
+        )
         self.switchboard = Switchboard(
             self.engine, rules, self.admission, self.notify, self.loop,
             machine=machine, prober=self.prober, on_registration=self.registration.on_signal,
         )  # fmt: skip
-        self.calllog = CallLog(settings.state_dir / "calls.sqlite3")
-        self.alert_mail = AlertMail(self.spool, self.mailer.notify, self.calllog,
-                                    lambda: self.rules, settings.state_dir)  # fmt: skip
-        self.monitor = HealthMonitor(
-            self.prober, self.switchboard.health, self.notify, mail=self.alert_mail.alert
-        )
-        self._monitor_task: asyncio.Task[None] | None = None
-        self.publisher = (
-            MqttPublisher(settings.mqtt, settings.gateway_id, self.bus, self._command)
-            if settings.mqtt.url
-            else None
-        )
-        self.statusfile = StatusFile(settings.state_dir / STATUS_FILE, self.bus,
-                                     settings.gateway_id, targets=lambda: self.rules.targets,
-                                     mqtt=self._mqtt_link if self.publisher else None)  # fmt: skip
+        self.switchboard.health = health
 
-    def _mqtt_link(self) -> str:
-        connected = self.publisher is not None and self.publisher.connected.is_set()
-        return "connected" if connected else "disconnected"
+    @property
+    def rules(self) -> Rules:
+        return self.keeper.rules
 
     def _gate(self, offer: InviteOffer, last_resort: bool) -> bool:
         if self.settings.edge.address is not None:
@@ -143,35 +132,49 @@ class Gateway:
             logger.warning(said)
 
     def notify(self, kind: str, data: Mapping[str, object]) -> None:
-        """A status event: logged, and on the bus (MQTT, call log)."""
+        """A status event: logged, and on the bus (MQTT, call log), here or in the pool's."""
+        if self.control is not None:
+            self.control.notify(kind, data)
+            return
         logger.info("event {} {}", kind, json.dumps(dict(data), default=str))
-        self.bus.publish(kind, data)
-        self.monitor.on_event(kind, data)
+        if self.link is not None:
+            self.link.forward(kind, data)
+
+    def _follow_health(self, states: dict[str, str]) -> None:
+        """The pool's health of every target: plans skip the dead ones at once."""
+        known = {name: HealthState(state) for name, state in states.items()
+                 if state in HealthState._value2member_map_}  # fmt: skip
+        if known != self.switchboard.health:
+            logger.info("health from the pool: {}", json.dumps(states, sort_keys=True))
+        self.switchboard.health.clear()
+        self.switchboard.health.update(known)
+
+    async def _probe(self, kind: str, target: str, early_media_timeout: float) -> Evidence | None:
+        """A probe the pool's control process asked this worker to run."""
+        if target not in self.rules.targets:
+            return None
+        dial = dial_of(target, self.rules.targets[target])
+        return await self.prober.probe(kind, dial, early_media_timeout)
+
+    def _start_services(self, tasks: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        if self.control is not None:
+            return self.control.start_services(tasks)
+        assert self.link is not None
+        return [tasks.create_task(self.link.run(), name="control.link")]
 
     async def run(self) -> None:
         """Serve calls until a stop is requested, then shut down in order."""
         self.state_dir_ready()
         try:
             async with asyncio.TaskGroup() as tasks:
-                services = [
-                    tasks.create_task(self.mailer.run(), name="voicemail.mailer"),
-                    tasks.create_task(self.calllog.run(self.bus), name="calllog"),
-                    tasks.create_task(self.statusfile.run(), name="statusfile"),
-                    tasks.create_task(self.alert_mail.run_digest(), name="alerts.digest"),
-                ]
-                if self.publisher is not None:
-                    services.append(tasks.create_task(self.publisher.run(), name="mqtt.publisher"))
-                watch = watch_rules(self.settings.rules, self.reload_rules)
-                services.append(tasks.create_task(watch, name="rules.watch"))
+                services = self._start_services(tasks)
                 await asyncio.sleep(0)  # let the bus subscribers subscribe first
-                self._rules_loaded(self.rules, None)
-                mode, source = self.rules.active_mode
-                self.notify("rules.mode", {"mode": mode, "source": source})
+                self.keeper.announce()
                 self.engine.start()
                 self.notify("engine.limits", self.engine.limits.as_dict())
-                # Probes go through the engine: the monitor starts once it runs.
-                self._monitor_task = tasks.create_task(self.monitor.run(), name="health.monitor")
-                services.append(self._monitor_task)
+                if self.control is not None:
+                    # Probes go through the engine: the monitor starts once it runs.
+                    services.append(self.control.start_monitor(tasks))
                 self.registration.start()
                 logger.info("ready listen={} sources={} legs={}", self.engine.listen,
                             ",".join(sorted(self.admission.sources)),
@@ -181,40 +184,23 @@ class Gateway:
                 await self._stop_services(services)
         finally:
             self.engine.destroy()
-            self.calllog.close()
+            if self.control is not None:
+                self.control.close()
             logger.info("stopped")
 
     def state_dir_ready(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
 
-    async def _command(self, command: str, payload: bytes) -> None:
-        """A command from MQTT (``<prefix>/cmd/...``): reload, mode, probe/<target>."""
-        if command == "reload":
-            self.reload_rules()
-        elif command == "mode":
-            text = payload.decode("utf-8", "replace").strip().lower()
-            if text and text not in MODES:
-                logger.warning("mode {!r} ignored (expected {} or empty)", text, ", ".join(MODES))
-                return
-            self._use_rules(self.rules.with_mode_override(text or None))
-        elif command.startswith("probe/") and command[6:] in self.rules.targets:
-            await self.monitor.probe_once(command[6:])
-        else:
-            logger.warning("unknown command {}", command)
-
-    def _rules_loaded(self, rules: Rules | None, error: str | None) -> None:
-        """Publish which rules are in force (after a refused reload: still the old ones)."""
-        self.notify("rules.loaded", {"file": str(self.settings.rules),
-                                     "sha256": self._in_force[0], "loaded_at": self._in_force[1],
-                                     "error": error})  # fmt: skip
-        if rules is not None:
-            self.monitor.reload(rules, self.loop.time())
-        if rules is not None and self.publisher is not None:
-            self.publisher.set_targets(rules.targets)
+    def _pump_once(self) -> int:
+        """Let pjsua handle what came; a worker then tells the pool its legs in use."""
+        handled = self.switchboard.pump()
+        if self.link is not None:
+            self.link.note_slots(self.engine.legs_in_use(), self.admission.capacity.legs)
+        return handled
 
     async def _pump_until_stopped(self) -> None:
         engine = self.engine
-        pump = EnginePump(self.loop, self.switchboard.pump,
+        pump = EnginePump(self.loop, self._pump_once,
                           lambda: find_sip_sockets(engine.sip_ports(), engine.trunk_stream_ports()),
                           streams=self.settings.trunk.transport != "udp")  # fmt: skip
         pump.start()
@@ -241,8 +227,8 @@ class Gateway:
 
     async def _shutdown(self) -> None:
         logger.info("stopping: no new calls; {} in progress", self.switchboard.active_calls)
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()  # no new probe while calls drain
+        if self.control is not None and self.control.monitor_task is not None:
+            self.control.monitor_task.cancel()  # no new probe while calls drain
         self.admission.accepting = False
         await self._pump_while(
             lambda: self.switchboard.active_calls > 0, self.settings.shutdown_grace, grace=True
@@ -304,7 +290,8 @@ class Gateway:
         """Exit now: a service would hold the process forever (systemd restarts it)."""
         logger.error("stopping: {} did not end; exiting without them", names)
         self.engine.destroy()
-        self.calllog.close()
+        if self.control is not None:
+            self.control.close()
         logger.complete()
         os._exit(EXIT_STUCK)
 
@@ -316,46 +303,21 @@ class Gateway:
         self.stop_requested.set()
 
     def reload_rules(self) -> None:
-        """SIGHUP, ``cmd/reload``, or the file changed: load the rules again.
-
-        The new file is checked whole before it replaces the running rules in one
-        assignment; calls in progress keep the rules they started on. A broken
-        file changes nothing: its problems are logged and published. A mode set
-        over MQTT stays in force across the reload.
-        """
-        digest = _digest(self.settings.rules)
-        try:
-            rules = load_rules(self.settings.rules, call_legs=self.admission.capacity.legs)
-        except RulesError as error:
-            for problem in error.problems:
-                logger.error("rules not reloaded: {}", problem)
-            self._rules_loaded(None, "\n".join(str(p) for p in error.problems))
-            return
-        self._in_force = (digest, _now_iso())
-        self._use_rules(rules.with_mode_override(self.rules.mode_override))
-        logger.info("rules reloaded from {}", self.settings.rules)
-        self._rules_loaded(rules, None)
+        """SIGHUP: load the rules again (gateway/rules/keeper.py)."""
+        self.keeper.reload()
 
     def _use_rules(self, rules: Rules) -> None:
-        """Swap in ``rules`` for new calls (calls in progress keep theirs); report the mode."""
-        before = self.rules.active_mode
-        self.rules = rules
+        """New calls plan with ``rules``; calls in progress keep theirs."""
         self.switchboard.rules = rules
-        mode, source = rules.active_mode
-        if (mode, source) != before:
-            logger.info("mode {} (set by {})", mode, source)
-            self.notify("rules.mode", {"mode": mode, "source": source})
 
 
-def _digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+def _worker_name(settings: Settings) -> str:
+    index = settings.edge.worker_index
+    return f"worker{index}" if index else settings.sip.listen
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def _mailer_elsewhere() -> None:
+    """A worker's voicemail is mailed by the pool's control process (one mailer, one spool)."""
 
 
 async def serve(settings: Settings) -> int:

@@ -268,13 +268,13 @@ def _read_state(args: argparse.Namespace) -> int:
 
 
 def _run(workers: int | None, *, edge_only: bool = False, log_json: bool = False) -> int:
-    from gateway.app import setup_logging  # noqa: PLC0415
     from gateway.config_check import checked_settings  # noqa: PLC0415
+    from gateway.service.logs import configure  # noqa: PLC0415 - no pjsua in the supervisor
 
     settings = checked_settings(sys.stderr)
     if settings is None:
         return 2
-    setup_logging(settings.log_level, "json" if log_json else settings.log_format)
+    configure(settings.log_level, "json" if log_json else settings.log_format)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         if workers or edge_only:
             from gateway.edge.pool import serve_pool  # noqa: PLC0415 - no pjsua in the supervisor

@@ -1,29 +1,26 @@
-"""``run --workers N`` and ``edge``: the supervisor in the composition root's shape."""
+"""``run --workers N`` and ``edge``: the supervisor and the control process, one loop."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from gateway.core.rules import RulesError
+from gateway.edge.channel import CONTROL_SOCKET
+from gateway.edge.control import PoolControl
 from gateway.edge.supervisor import PoolEvents, Supervisor, local_layout, remote_layout
+from gateway.rules.load import load_rules
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from gateway.config import Settings
 
-
-def _log_event(kind: str, data: Mapping[str, object]) -> None:
-    logger.info("event {} {}", kind, json.dumps(dict(data), default=str))
-
-
-def _pool_full(fields: dict[str, str]) -> None:
-    logger.warning("pool full: caller {} refused 503 (call {})", fields.get("caller", "?"),
-                   fields.get("call_id", "?"))  # fmt: skip
+# The control process loads the rules for its monitor, alerts and feed, without
+# the SIP engine (the supervisor never loads it): every worker checks them
+# against its own engine's legs, so here no step is refused for its width.
+RULES_LEGS = 1_000
 
 
 async def serve_pool(settings: Settings, workers: int | None) -> int:
@@ -32,8 +29,23 @@ async def serve_pool(settings: Settings, workers: int | None) -> int:
     if not layout.workers:
         logger.error("no workers: give --workers N or SIP_FAILOVER_EDGE__WORKERS")
         return 2
-    supervisor = Supervisor(settings, layout, bool(workers), PoolEvents(_log_event, _pool_full))
+    try:
+        rules = load_rules(settings.rules, call_legs=RULES_LEGS)
+    except RulesError as error:
+        for problem in error.problems:
+            logger.error("{}", problem)
+        return 2
+    address = settings.edge.control or str(settings.state_dir / CONTROL_SOCKET)
+    control = PoolControl(settings, rules, address, RULES_LEGS)
+    supervisor = Supervisor(settings, layout, bool(workers),
+                            PoolEvents(control.control.notify, control.pool_full),
+                            worker_env={"SIP_FAILOVER_EDGE__CONTROL": address})  # fmt: skip
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, supervisor.request_stop)
-    return await supervisor.run()
+    loop.add_signal_handler(signal.SIGHUP, control.keeper.reload)
+    async with asyncio.TaskGroup() as tasks:
+        services = await control.start(tasks)
+        code = await supervisor.run()
+        await control.stop(services)
+    return code

@@ -127,9 +127,9 @@ class Supervisor:
             "SIP_FAILOVER_SIP__LISTEN": _hostport(host, port),
             "SIP_FAILOVER_EDGE__ADDRESS": self.edge_address,
             "SIP_FAILOVER_EDGE__WORKER_INDEX": str(n + 1),
-            # Each its own spool and call log until the control process shares
-            # them: two mailers over one spool would mail a voicemail twice.
-            "SIP_FAILOVER_STATE_DIR": str(self.settings.state_dir / "workers" / str(n + 1)),
+            # The pool's one spool: workers record into it, only the control
+            # process (this one) mails; the call log and status are ours too.
+            "SIP_FAILOVER_STATE_DIR": str(self.settings.state_dir),
             **extra,
         }
         rtp = self.settings.sip.rtp_port

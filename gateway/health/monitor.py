@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import random
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from loguru import logger
@@ -40,13 +40,21 @@ from gateway.core.rules_values import CALL_PROBE_EVERY_S, EARLY_MEDIA_TIMEOUT_S
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
+    from gateway.core.plan import Dial
     from gateway.core.rules import Rules
     from gateway.core.rules_values import HealthWatch
-    from gateway.health.probes import Prober
     from gateway.status.bus import StatusSink
 
 IDLE_WAKE = 60.0  # seconds between looks when nothing is scheduled
 BUSY_RETRY = 30.0  # a call probe that found no free leg is tried again this soon
+
+
+class ProbeRunner(Protocol):
+    """Runs one probe: the gateway's own engine (gateway/health/probes.py), or a pool's worker."""
+
+    async def probe(self, kind: str, dial: Dial, early_media_timeout: float) -> Evidence | None:
+        """Probe ``dial`` (``kind``: options or call); None when no leg is free now."""
+        ...
 
 
 class HealthMonitor:
@@ -54,7 +62,7 @@ class HealthMonitor:
 
     def __init__(
         self,
-        prober: Prober,
+        prober: ProbeRunner,
         health: dict[str, HealthState],
         notify: StatusSink,
         mail: Callable[[HealthChange, str], Awaitable[None]] | None = None,
@@ -152,11 +160,8 @@ class HealthMonitor:
         config = self.rules.health.get(target)
         kind = (config.probe if config else None) or "call"
         dial = dial_of(target, self.rules.targets[target])
-        if kind == "options":
-            evidence: Evidence | None = await self.prober.options(self.prober.engine.dial_uri(dial))
-        else:
-            wait = _early_media_timeout(self.rules, target)
-            evidence = await self.prober.call(dial, early_media_timeout=wait)
+        wait = _early_media_timeout(self.rules, target)
+        evidence = await self.prober.probe(kind, dial, wait)
         loop = asyncio.get_running_loop()
         if evidence is None:
             logger.info("probe of {} postponed: no call leg free", target)

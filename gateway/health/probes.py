@@ -174,6 +174,12 @@ class Prober:
             self.engine.stop_leg(leg)
             return Evidence.of(Source.CALL_PROBE, ProbeResult.TIMEOUT, datetime.now(UTC))
 
+    async def probe(self, kind: str, dial: Dial, early_media_timeout: float) -> Evidence | None:
+        """A probe as the health monitor asks for it (``kind``: options or call)."""
+        if kind == "options":
+            return await self.options(self.engine.dial_uri(dial))
+        return await self.call(dial, early_media_timeout=early_media_timeout)
+
     async def options(self, uri: str, wait_s: float = 10.0) -> Evidence:
         """Send OPTIONS to ``uri``; pjsua's timer F (32 s) is bounded by ``wait_s``."""
         evidence, _reason = await self.options_answer(uri, wait_s)

@@ -163,7 +163,9 @@ class SipEngine:
     ) -> None:
         self.settings = settings
         self.limits = limits  # planned before start; what pjsua kept after it
-        self._ids = (f"{n:04d}{secrets.token_hex(2)}" for n in itertools.count(1))
+        # Unique in a pool's one call log too: every worker counts from 1, and
+        # 32 random bits make two workers' ids for the same count differ.
+        self._ids = (f"{n:04d}{secrets.token_hex(4)}" for n in itertools.count(1))
         self.registry = LegRegistry()
         self._gate = gate
         self._ep: _Endpoint | None = None

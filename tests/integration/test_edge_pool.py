@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import netns
@@ -177,3 +178,54 @@ def test_a_flood_from_a_stranger_never_reaches_a_worker(
     assert not [line for line in worker_lines if FLOOD_CALLER in line or FLOOD_SOURCE in line]
     assert len([line for line in worker_lines if "event call.incoming" in line]) == calls
     assert "restarting" not in pool.log, pool.describe()
+
+
+_LOG_TIME = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)"
+
+
+def _at(log: str, pattern: str) -> list[datetime]:
+    """When each line of ``log`` matching ``pattern`` (after its time stamp) was written."""
+    return [datetime.fromisoformat(t) for t in re.findall(rf"{_LOG_TIME} \w+\s+{pattern}", log)]
+
+
+def test_the_pool_probes_once_per_interval_and_every_worker_skips_a_dead_main_line(
+    sipp: SippFactory, gateway_dir: Path
+) -> None:
+    needs_kamailio()
+    every, workers = 2.0, 3
+    health = "health:\n  main: {probe: call, every: 2s, down_after: 1, up_after: 1}\n"
+    trunk = start_trunk(sipp, legs=200)
+    pool = start_pool(gateway_dir, trunk, failover_rules(health=health), workers=workers)
+    started = time.monotonic()
+    try:
+        dead = _wait_for(lambda: "target main is now unassigned" in pool.log, 15)
+        assert dead < math.inf, pool.describe()
+        told = _wait_for(lambda: pool.log.count('health from the pool: {"main": "unassigned"}')
+                         == workers, 5)  # fmt: skip
+        # One caller per worker at once: each worker takes one (a second would
+        # leave it no leg to ring), and each goes straight to the backup.
+        callers = sipp("caller_answered", remote=pool.address, calls=workers,
+                       keys={"hold_ms": 1500}, extra=["-r", "20", "-l", str(workers)])  # fmt: skip
+        callers.start().wait().assert_success(workers)
+    finally:
+        trunk.stop()
+        elapsed = time.monotonic() - started
+        code = pool.stop()
+    assert code == 0, pool.describe()
+    assert told < math.inf, f"not every worker heard main is dead\n{pool.describe()}"
+    # Every worker had main's death within 1 s of the control process finding it.
+    found = _at(pool.log, "target main is now unassigned")[0]
+    heard = _at(pool.log, r'health from the pool: \{"main": "unassigned"\}')
+    assert len(heard) == workers
+    assert all((at - found).total_seconds() < 1.0 for at in heard), (found, heard)
+    # The operator saw the probes of one gateway: one per interval, not one per worker.
+    invites = [m for m in trunk.proxy.collect().received("INVITE") if m.header("Authorization")]
+    to_main = [m for m in invites if m.first_line.split()[1].startswith(f"sip:{MAIN}@")]
+    probes = len(re.findall(r"probe of main \(call\) runs on worker\d", pool.log))
+    assert len(to_main) == probes, "a caller rang the dead main line"
+    assert 1 <= probes <= elapsed / (0.9 * every) + 1, (probes, elapsed)
+    # Each worker took one caller, who rang only the backup.
+    for n in range(1, workers + 1):
+        legs = re.findall(rf"worker{n}\| [^\n]*event call\.leg (\{{[^\n]*)", pool.log)
+        assert legs, f"worker{n} took no caller\n{pool.describe()}"
+        assert all('"target": "backup"' in leg for leg in legs), legs
