@@ -26,14 +26,16 @@ RULES = "rules"
 LAST_FAILOVER = "last_failover"
 MODE = "mode"
 ENGINE = "engine"
+SLOTS = "slots"  # a pool's call legs in use and free, in all and per worker
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     TRUNK_REGISTRATION: ("state", "code", "reason", "since", "expires"),
     RULES: ("file", "sha256", "loaded_at", "error"),
     ENGINE: ("call_slots", "call_legs", "io_queue", "io_handles", "tls", "tls_ciphers"),
+    SLOTS: ("in_use", "free", "workers"),
 }
 _TOPIC_OF = {"trunk.registration": TRUNK_REGISTRATION, "rules.loaded": RULES,
-             "engine.limits": ENGINE}  # fmt: skip
+             "engine.limits": ENGINE, "pool.slots": SLOTS}  # fmt: skip
 _HEALTH_FIELDS = ("state", "since", "evidence")
 _FAILOVER_FIELDS = ("call_id", "from", "to", "outcome", "sip_code", "q850")
 _NOT_IN_TOPIC = re.compile(r"[/+#\s\x00]")

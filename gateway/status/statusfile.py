@@ -28,6 +28,7 @@ from gateway.status.state import (
     MODE,
     REFUSED_SOURCES,
     RULES,
+    SLOTS,
     TRUNK_REGISTRATION,
     StatusState,
     health_topic,
@@ -140,6 +141,7 @@ class StatusFile:
             "engine": _parsed(retained.get(ENGINE)),
             "calls_active": int(retained.get(CALLS_ACTIVE, "0")),
             "refused_sources_per_minute": int(retained.get(REFUSED_SOURCES, "0")),
+            "slots": _parsed(retained.get(SLOTS)),
             "last_failover": _parsed(retained.get(LAST_FAILOVER)),
             "targets": {name: _parsed(retained.get(health_topic(name))) for name in targets},
         }
@@ -224,6 +226,7 @@ def format_status(document: dict[str, Any]) -> str:
         f"active calls   {document['calls_active']}",
         f"refused/min    {document.get('refused_sources_per_minute', 0)} (strangers, floods)",
         f"SIP engine     {_engine(document.get('engine'))}",
+        *_slots_lines(document.get("slots")),
         f"last failover  {_failover(document['last_failover'])}",
         "targets" if document["targets"] else "targets        (none)",
     ]
@@ -256,6 +259,15 @@ def _rules_lines(rules: dict[str, Any] | None) -> list[str]:
         lines.append("  last reload REFUSED (the rules above stay in force):")
         lines += [f"    {line}" for line in str(rules["error"]).splitlines()]
     return lines
+
+
+def _slots_lines(slots: dict[str, Any] | None) -> list[str]:
+    """A pool's call legs (a single gateway has no such line)."""
+    if slots is None:
+        return []
+    workers = ", ".join(f"{name} {w['in_use']}/{w['in_use'] + w['free']}"
+                        for name, w in slots["workers"].items())  # fmt: skip
+    return [f"call legs      {slots['in_use']} in use, {slots['free']} free ({workers})"]
 
 
 _SET_BY = {"file": "from the rules file", "mqtt": "set over MQTT"}

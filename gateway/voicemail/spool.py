@@ -181,7 +181,8 @@ class Spool:
     def reserve(self, call_id: str) -> Reservation:
         """A new id and the temporary path to record the call into."""
         now = self._clock().astimezone(UTC)
-        spool_id = f"{now:%Y%m%dT%H%M%S}-{now.microsecond:06d}-{secrets.token_hex(3)}"
+        # 48 random bits: the processes of a pool record into one spool.
+        spool_id = f"{now:%Y%m%dT%H%M%S}-{now.microsecond:06d}-{secrets.token_hex(6)}"
         return Reservation(spool_id, call_id, self._tmp / f"{spool_id}.wav")
 
     def commit(self, reservation: Reservation, meta: VoicemailMeta) -> SpooledMessage:
@@ -199,7 +200,7 @@ class Spool:
         with self._lock, _errors(f"cannot commit voicemail {meta.id} in {self.root}"):
             _fsync_file(reservation.path)
             self._write_record(self._queue, meta, retry)
-            reservation.path.replace(self._queue / f"{meta.id}.wav")
+            _move_audio(reservation.path, self._queue / f"{meta.id}.wav")
             _fsync_dir(self._queue)
             _fsync_dir(self._tmp)
         logger.info("voicemail {} from {} queued for {}", meta.id, meta.caller, meta.recipients)
@@ -386,6 +387,17 @@ def _errors(action: str) -> Iterator[None]:
         reason = exc.strerror or str(exc)
         where = f" ({exc.filename})" if exc.filename else ""
         raise SpoolError(f"{action}: {reason}{where}") from exc
+
+
+def _move_audio(recording: Path, queued: Path) -> None:
+    """The commit's second rename. In a pool, another process's mailer may have
+    seen the record first and finished the move itself (``_repair``): then the
+    audio is already where it belongs."""
+    try:
+        recording.replace(queued)
+    except FileNotFoundError:
+        if not queued.exists():
+            raise
 
 
 def _fsync_file(path: Path) -> None:

@@ -8,6 +8,7 @@ other number with echoed audio), and the callers, started by each test.
 
 from __future__ import annotations
 
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from sipp import Sipp
 
 KAMAILIO = "/usr/sbin/kamailio"
+GREETING = "greeting.wav"  # next to the rules: 0.3 s, so that callers soon speak
 MAIN = "+32470000001"  # the main line's mobile: the operator lost it (404, cause 1)
 BACKUP = "+32470000002"
 TRUNK_KEYS = {"user": "gateway", "password": "s3cret", "realm": "trunk.test", "unassigned": MAIN}
@@ -39,7 +41,8 @@ def needs_kamailio() -> None:
 
 def failover_rules(*, voicemail: bool = False, health: str = "") -> str:
     """The main number rings the lost mobile, then the backup (then a voicemail)."""
-    box = "voicemail:\n  main: {email: [office@example.com], max_seconds: 5}\n" if voicemail else ""
+    box = ("voicemail:\n  main: {email: [office@example.com], max_seconds: 5,"
+           f" greeting: {GREETING}, beep: false}}\n" if voicemail else "")  # fmt: skip
     last = "      - voicemail: main\n" if voicemail else ""
     return f"""version: 1
 targets:
@@ -93,6 +96,7 @@ def start_pool(
         "SIP_FAILOVER_EDGE__WORKER_PORT": str(free_udp_port(workers)),
         "SIP_FAILOVER_SIP__RTP_PORT": str(free_udp_port(WORKER_RTP_PORTS * workers, even=True)),
     }
+    _write_greeting(workdir)
     pool = GatewayProcess(
         workdir,
         rules,
@@ -104,3 +108,13 @@ def start_pool(
         args=["--workers", str(workers)],
     )
     return pool.start()
+
+
+def _write_greeting(folder: Path, seconds: float = 0.3) -> None:
+    """A short, quiet greeting (8 kHz mono 16-bit) for the voicemail box."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(folder / GREETING), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\0\0" * int(seconds * 8000))

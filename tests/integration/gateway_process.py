@@ -227,3 +227,17 @@ def observed(window: float, happened: Callable[[], T]) -> T | None:
         if seen or time.monotonic() >= deadline:
             return seen or None
         time.sleep(0.05)
+
+
+def sip_failover(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``sip-failover <args>`` as an admin would, on the gateway's state folder."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SIP_FAILOVER_")}
+    env = {
+        **base,
+        "PYTHONPATH": str(REPO),
+        "SIP_FAILOVER_STATE_DIR": str(gateway.workdir / "state"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=gateway.workdir, env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -22,6 +23,7 @@ from edge_pool import (
     start_pool,
     start_trunk,
 )
+from gateway_process import sip_failover
 from rulesets import CALLED
 from sipp import LOOPBACK, RtpSink
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from conftest import SippFactory
+    from mailserver import MailServer
 
 pytestmark = pytest.mark.integration
 VOICED_PACKETS = 3  # the first seconds of the recording are mostly pauses
@@ -229,3 +232,48 @@ def test_the_pool_probes_once_per_interval_and_every_worker_skips_a_dead_main_li
         legs = re.findall(rf"worker{n}\| [^\n]*event call\.leg (\{{[^\n]*)", pool.log)
         assert legs, f"worker{n} took no caller\n{pool.describe()}"
         assert all('"target": "backup"' in leg for leg in legs), legs
+
+
+def test_twelve_callers_on_three_workers_are_bridged_or_take_a_voicemail_or_get_503(
+    sipp: SippFactory, gateway_dir: Path, mail: MailServer
+) -> None:
+    needs_kamailio()
+    mail.start()
+    workers, crowd = 3, 12
+    numbers = [f"+3247110{n:04d}" for n in range(crowd)]
+    inf = gateway_dir / "callers.csv"
+    inf.parent.mkdir(parents=True, exist_ok=True)
+    inf.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
+    trunk = start_trunk(sipp, legs=200)
+    pool = start_pool(gateway_dir, trunk, failover_rules(voicemail=True), workers=workers,
+                      env=mail.env())  # fmt: skip
+    status = gateway_dir / "state" / "status.json"
+    try:
+        callers = sipp("caller_either", remote=pool.address, calls=crowd, keys={"hold_ms": 4000},
+                       extra=["-r", "100", "-l", str(crowd), "-inf", str(inf)]).start()  # fmt: skip
+        # While they talk: 3 bridged callers hold 2 legs each, 3 voicemails 1.
+        full = _wait_for(lambda: (json.loads(status.read_text()).get("slots") or {})
+                         .get("in_use") == 9, 4)  # fmt: skip
+        shown = sip_failover(pool, "status")
+        callers.wait().assert_success(crowd)
+        mailed = _wait_for(lambda: len(mail.inbox.accepted) >= workers, 20)
+    finally:
+        trunk.stop()
+        code = pool.stop()
+    assert code == 0, pool.describe()
+    assert full < math.inf, f"{json.loads(status.read_text()).get('slots')}\n{pool.describe()}"
+    assert "call legs      9 in use, 0 free (worker1 3/3, worker2 3/3, worker3 3/3)" in shown.stdout
+    # One call log for the pool: every caller, with how the call ended.
+    calls = [json.loads(line) for line in sip_failover(pool, "calls", "--json").stdout.splitlines()]
+    results = sorted(c["result"] for c in calls)
+    assert results == ["answered"] * 3 + ["refused"] * 6 + ["voicemail"] * 3, pool.describe()
+    refused = [c for c in calls if c["result"] == "refused"]
+    assert all(c["called"] == CALLED and c["sip_code"] == 503 for c in refused), refused
+    # The call-back list: exactly the callers who spoke to nobody.
+    owed = [json.loads(line) for line in
+            sip_failover(pool, "calls", "--missed", "--json").stdout.splitlines()]  # fmt: skip
+    spoke = {c["caller"] for c in calls if c["result"] == "answered"}
+    assert sorted(m["caller"] for m in owed) == sorted(set(numbers) - spoke)
+    # Each voicemail mailed once, by the control process.
+    assert mailed < math.inf, pool.describe()
+    assert len(mail.inbox.accepted) == 3

@@ -12,10 +12,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import wave
 from contextlib import asynccontextmanager, suppress
@@ -24,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import pytest
-from gateway_process import GatewayProcess
+from gateway_process import GatewayProcess, sip_failover
 from mosquitto import Mosquitto, free_port
 
 from gateway.sip.engine_limits import planned_limits
@@ -175,20 +172,6 @@ def failover_rules(main: Sipp, backup: Sipp) -> str:
         "      - ring: main\n        timeout: 3s\n        failover_on: [unassigned]\n"
         "      - ring: backup\n        timeout: 5s\n"
     )
-
-
-def sip_failover(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``sip-failover <args>`` as an admin would, on the gateway's state folder."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SIP_FAILOVER_")}
-    env = {
-        **base,
-        "PYTHONPATH": str(REPO),
-        "SIP_FAILOVER_STATE_DIR": str(gateway.workdir / "state"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        cwd=gateway.workdir, env=env, capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
 
 
 async def status_file_says(

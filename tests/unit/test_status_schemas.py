@@ -91,6 +91,8 @@ RETAINED = folded(
     ("rules.loaded", {"file": "rules.yaml", "sha256": "ab" * 32,
                       "loaded_at": "2026-01-05T08:00:00+00:00", "error": None}),
     ("calls.active", {"count": 2}),
+    ("pool.slots", {"in_use": 3, "free": 3, "workers": {"worker1": {"in_use": 3, "free": 0},
+                                                         "worker2": {"in_use": 0, "free": 3}}}),
     ("call.failover", {"call_id": "c1", "from": ["office-mobile"], "to": ["anna", "desk"],
                        "outcome": "unassigned", "sip_code": 404, "q850": 1}),
 )  # fmt: skip
@@ -99,7 +101,8 @@ RETAINED = folded(
 @pytest.mark.parametrize(
     ("topic", "name"),
     [("trunk/registration", "trunk-registration"), ("target/anna/health", "target-health"),
-     ("rules", "rules"), ("calls/active", "calls-active"), ("last_failover", "last-failover")],
+     ("rules", "rules"), ("calls/active", "calls-active"), ("last_failover", "last-failover"),
+     ("slots", "slots")],
 )  # fmt: skip
 def test_retained_payloads_match_their_schema(topic: str, name: str) -> None:
     payload = RETAINED[topic]

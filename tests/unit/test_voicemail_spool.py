@@ -224,3 +224,36 @@ def test_metadata_must_be_aware_and_addressed() -> None:
     with pytest.raises(ValueError, match="recipients"):
         replace(good, recipients=())
     assert VoicemailMeta.from_json(json.loads(json.dumps(good.to_json()))) == good
+
+
+def test_a_worker_commits_while_the_mailer_of_another_process_reads_the_spool(
+    spool: Spool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pool: workers record into one spool, the control process mails from
+    # it. Its mailer may look between the commit's two renames (record, then
+    # audio) and finish the move itself, as after a crash.
+    mailer = Spool(tmp_path / "voicemail")
+    seen: list[int] = []
+    write_record = Spool._write_record
+
+    def record_then_mailer_looks(self: Spool, *args: object) -> None:
+        write_record(self, *args)  # type: ignore[arg-type]
+        if self is spool:
+            seen.append(len(mailer.pending()))
+
+    monkeypatch.setattr(Spool, "_write_record", record_then_mailer_looks)
+    reservation = record(spool)
+    message = spool.commit(reservation, meta_for(reservation))
+    assert seen == [1]
+    assert message.audio.read_bytes() == AUDIO
+    assert names(spool.root / "tmp") == []
+    (found,) = mailer.pending()
+    assert found.meta.id == reservation.id
+
+
+def test_two_processes_reserving_at_the_same_instant_get_different_files(
+    tmp_path: Path, clock: Clock
+) -> None:
+    one, two = (Spool(tmp_path / "voicemail", clock=clock) for _ in range(2))
+    paths = {spool.reserve("a").path for spool in (one, two) for _ in range(500)}
+    assert len(paths) == 1000
