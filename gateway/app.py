@@ -15,7 +15,9 @@ import asyncio
 import json
 import os
 import signal
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -24,6 +26,7 @@ from gateway.core.admission import Admission, Capacity
 from gateway.core.health import HealthState
 from gateway.core.plan import dial_of
 from gateway.core.rules import RulesError
+from gateway.edge.channel import split_address
 from gateway.edge.link import ControlLink, WorkerOrders
 from gateway.edge.worker import behind_edge, pool_admits
 from gateway.health.probes import Prober
@@ -37,10 +40,11 @@ from gateway.sip.pump import EnginePump, find_sip_sockets
 from gateway.sip.registration import Registration
 from gateway.switchboard import Switchboard
 from gateway.voicemail.machine import AnsweringMachine
+from gateway.voicemail.mailer import Mailer
 from gateway.voicemail.spool import Spool
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from gateway.config import Settings
     from gateway.core.health import Evidence
@@ -88,10 +92,9 @@ class Gateway:
         health: dict[str, HealthState] = {}  # plans read it (core/plan.py)
         self.link: ControlLink | None = None
         self.control: Control | None = None
+        self.mailer: Mailer | None = None  # a worker on another machine than its control process
         if settings.edge.control is not None:
-            self.link = ControlLink(settings.edge.control, _worker_name(settings), WorkerOrders(
-                self._follow_health, self.keeper.set_mode, self.keeper.reload, self._probe))
-            spool, wake_mailer = Spool(settings.state_dir / "voicemail"), _mailer_elsewhere
+            spool, wake_mailer = self._as_worker(settings.edge.control)
         else:
             self.control = Control(settings, self.keeper, self.prober, health)
             spool, wake_mailer = self.control.spool, self.control.mailer.notify
@@ -103,6 +106,20 @@ class Gateway:
             machine=machine, prober=self.prober, on_registration=self.registration.on_signal,
         )  # fmt: skip
         self.switchboard.health = health
+
+    def _as_worker(self, control: str) -> tuple[Spool, Callable[[], None]]:
+        """A worker of a pool: linked to its control process; the spool and who mails it."""
+        settings = self.settings
+        self.link = ControlLink(control, _worker_name(settings), WorkerOrders(
+            self._follow_health, self.keeper.set_mode, self.keeper.reload, self._probe))
+        spool = Spool(settings.state_dir / "voicemail")
+        if split_address(control) is None:
+            return spool, _mailer_elsewhere  # the control process mails the one spool
+        # Over TCP the control process shares no spool with us: each machine
+        # mails its own voicemails (still once each).
+        self.mailer = Mailer(settings.smtp, spool, self.notify, ZoneInfo(self.rules.timezone),
+                             lifetime=timedelta(days=settings.smtp.lifetime_days))  # fmt: skip
+        return spool, self.mailer.notify
 
     @property
     def rules(self) -> Rules:
@@ -160,7 +177,10 @@ class Gateway:
         if self.control is not None:
             return self.control.start_services(tasks)
         assert self.link is not None
-        return [tasks.create_task(self.link.run(), name="control.link")]
+        services = [tasks.create_task(self.link.run(), name="control.link")]
+        if self.mailer is not None:
+            services.append(tasks.create_task(self.mailer.run(), name="voicemail.mailer"))
+        return services
 
     async def run(self) -> None:
         """Serve calls until a stop is requested, then shut down in order."""

@@ -47,6 +47,9 @@ class GatewayProcess:
         sources: addresses allowed to send calls in.
         env: more ``SIP_FAILOVER_*`` settings (they win over the above).
         args: more arguments of ``run`` (``--workers 3``).
+        host: the address it listens on (another namespace's: tests/integration/netns.py).
+        command: the subcommand (``run``, ``edge``).
+        prefix: what runs it (``ip netns exec NAME``), nothing for this namespace.
     """
 
     def __init__(
@@ -62,16 +65,21 @@ class GatewayProcess:
         sources: Sequence[str] = (LOOPBACK,),
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
+        host: str = LOOPBACK,
+        command: Sequence[str] = ("run",),
+        prefix: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
         self.args = list(args)
+        self.host = host
+        self.argv = [*prefix, sys.executable, "-m", "gateway", *command]
         self.port = free_udp_port()
         self.rules_path = workdir / "rules.yaml"
         self.log_path = workdir / "gateway.log"
         self.exit_code: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._settings = {
-            "SIP_FAILOVER_SIP__LISTEN": f"{LOOPBACK}:{self.port}",
+            "SIP_FAILOVER_SIP__LISTEN": f"{host}:{self.port}",
             # RTP ports of its own: two gateways on one block (several test runs at
             # once) could bind the same port and hear each other's audio.
             "SIP_FAILOVER_SIP__RTP_PORT": str(free_udp_port(RTP_BLOCK, even=True)),
@@ -93,7 +101,7 @@ class GatewayProcess:
     @property
     def address(self) -> str:
         """``127.0.0.1:port`` of the gateway's SIP socket (for SIPp's remote)."""
-        return f"{LOOPBACK}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def log(self) -> str:
@@ -110,7 +118,7 @@ class GatewayProcess:
         base = {k: v for k, v in os.environ.items() if not k.startswith("SIP_FAILOVER_")}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", *self.args],
+                [*self.argv, *self.args],
                 cwd=self.workdir,
                 env={**base, "PYTHONPATH": str(REPO), **self._settings},
                 stdin=subprocess.DEVNULL,

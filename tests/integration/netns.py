@@ -59,3 +59,49 @@ def isolated_network() -> Iterator[str]:
     finally:
         os.close(home)
         subprocess.run([IP, "netns", "delete", name], check=False)
+
+
+EDGE_ADDRESS = "10.77.0.1"  # the edge's own address, on the loopback of its namespace
+
+
+def worker_address(n: int) -> str:
+    """Worker ``n``'s address (1-based), in its own namespace."""
+    return f"10.77.{n}.2"
+
+
+@contextmanager
+def worker_hosts(edge: str, count: int) -> Iterator[list[str]]:
+    """``count`` more namespaces, each a "machine" linked to ``edge`` by a veth pair.
+
+    The edge's namespace gets `EDGE_ADDRESS` on its loopback and
+    ``10.77.n.1`` on the n-th link; worker n has `worker_address` and a
+    default route through its link, so it reaches the edge and whatever runs
+    there (the trunk, the callers). Nothing is forwarded between workers, and
+    nothing leaves the edge's namespace. Yields the workers' namespace names.
+    """
+    names = [f"{edge}-w{n}" for n in range(1, count + 1)]
+    try:
+        _ip(edge, "addr", "add", f"{EDGE_ADDRESS}/32", "dev", "lo")
+        for n, name in enumerate(names, start=1):
+            subprocess.run([IP, "netns", "add", name], check=True)
+            subprocess.run([IP, "-n", edge, "link", "add", f"e{n}", "type", "veth", "peer",
+                            "name", f"w{n}", "netns", name], check=True)  # fmt: skip
+            _ip(edge, "addr", "add", f"10.77.{n}.1/24", "dev", f"e{n}")
+            _ip(edge, "link", "set", f"e{n}", "up")
+            _ip(name, "link", "set", "lo", "up")
+            _ip(name, "addr", "add", f"{worker_address(n)}/24", "dev", f"w{n}")
+            _ip(name, "link", "set", f"w{n}", "up")
+            _ip(name, "route", "add", "default", "via", f"10.77.{n}.1")
+        yield names
+    finally:
+        for name in names:
+            subprocess.run([IP, "netns", "delete", name], check=False)
+
+
+def _ip(namespace: str, *args: str) -> None:
+    subprocess.run([IP, "-n", namespace, *args], check=True)
+
+
+def run_in(namespace: str) -> list[str]:
+    """The command prefix that runs a program in ``namespace``."""
+    return [IP, "netns", "exec", namespace]

@@ -458,14 +458,14 @@ def _rms(payloads: list[bytes]) -> float:
 
 
 class RtpSink:
-    """A UDP socket on 127.0.0.1 that gathers RTP packets for assertions."""
+    """A UDP socket on 127.0.0.1 (or ``host``) that gathers RTP packets for assertions."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = LOOPBACK) -> None:
         self.port = port
         self.packets: list[tuple[float, bytes]] = []
         self.senders: dict[tuple[str, int], list[bytes]] = {}  # payloads by source address
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((LOOPBACK, port))
+        self._sock.bind((host, port))
         self._sock.setblocking(False)
 
     def drain(self) -> int:
