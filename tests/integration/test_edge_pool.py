@@ -25,7 +25,7 @@ from edge_pool import (
 )
 from gateway_process import sip_failover
 from rulesets import CALLED
-from sipp import LOOPBACK, RtpSink
+from sipp import DEFAULT_KEYS, LOOPBACK, RtpSink
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +44,8 @@ def test_six_callers_at_once_each_reach_a_backup_through_the_edge(
     needs_kamailio()
     callers = 6
     trunk = start_trunk(sipp, legs=2 * callers)
-    pool = start_pool(gateway_dir, trunk, failover_rules(), workers=6)
+    pool = start_pool(gateway_dir, trunk, failover_rules(), workers=6,
+                      env={"SIP_FAILOVER_TRUNK__ASSERT_IDENTITY": "true"})  # fmt: skip
     try:
         caller = sipp("caller_answered", remote=pool.address, calls=callers,
                       keys={"hold_ms": 4000}, extra=["-r", "20", "-l", str(callers)])  # fmt: skip
@@ -70,6 +71,14 @@ def test_six_callers_at_once_each_reach_a_backup_through_the_edge(
     authorised = [m for m in invites if m.header("Authorization")]
     numbers = sorted(m.first_line.split()[1].split("@")[0] for m in authorised)
     assert numbers == sorted([f"sip:{MAIN}"] * callers + [f"sip:{BACKUP}"] * callers)
+    # Whoever answers sees who is calling: the caller-ID headers a single
+    # gateway sends (phone_checks_caller's expectations) pass the edge unchanged.
+    for invite in authorised:
+        for header, key in (("From", "from_re"), ("P-Asserted-Identity", "pai_re"),
+                            ("Diversion", "redirect_re")):  # fmt: skip
+            assert re.search(DEFAULT_KEYS[key], invite.header(header) or "", re.MULTILINE), (
+                f"{header} rewritten on the way out\n{invite.text}"
+            )
     registered = trunk.registrar.collect().sent(status=200)
     assert registered, f"the edge never registered\n{trunk.registrar.collect().describe()}"
     assert "trunk registration: registered" in pool.log
