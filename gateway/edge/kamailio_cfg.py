@@ -12,9 +12,11 @@ The routing, in short (docs/scaling.md):
   goes to the trunk's proxy; a 401/407 from the trunk is answered with the
   trunk's credentials (``uac_auth``), so the trunk sees every leg from the
   edge's address and workers hold no credentials;
-- any other source is counted by ``pike`` (a flood is banned, silently) and
-  must be one of the trunk's addresses (``allow_source_address``); anyone
-  else gets no answer at all;
+- any other source must be one of the trunk's addresses
+  (``allow_source_address``); anyone else gets no answer at all, and is
+  counted by ``pike`` (a flood is logged and banned); the trunk is not
+  counted (a busy trunk is not a flood: past the pool's capacity its callers
+  get 503);
 - an INVITE from the trunk goes to a worker (``ds_select_dst``, round
   robin). A worker that is full answers 480/503 without a Q.850 cause (or
   cause 42), or does not answer within ``WORKER_FR_MS``: the next worker is
@@ -231,12 +233,12 @@ request_route {
         route(FROM_WORKER);
         exit;
     }
-    # Anyone else is counted; a flood is banned without an answer.
-    if (!pike_check_req()) {
-        exit;
-    }
-    # Only the trunk may send anything in; strangers get no answer at all.
+    # Only the trunk may send anything in; strangers get no answer at all,
+    # and are counted: pike logs (and bans) a flood. The trunk is not: a
+    # busy trunk sends three requests a call, and a ban would drop every
+    # caller; past the workers' capacity its callers get the pool's 503.
     if (!allow_source_address("1")) {
+        pike_check_req();
         exit;
     }
     route(FROM_TRUNK);

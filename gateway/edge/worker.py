@@ -19,8 +19,9 @@ from gateway.config import sip_uri_hostport
 if TYPE_CHECKING:
     from gateway.config import Settings
 
-# Every call comes from the edge's one address: the per-source limit is the
-# edge's (pike), not the worker's.
+# Every call comes from the edge's one address, the trunk's calls among them:
+# a per-source limit here would refuse a busy trunk. A worker's capacity bounds
+# what it takes; the edge answers 503 past the pool's.
 EDGE_RATE_PER_MINUTE = 100_000
 LEGS_TO_RING = 2  # the caller's leg and one leg to ring
 

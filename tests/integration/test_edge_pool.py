@@ -286,3 +286,23 @@ def test_twelve_callers_on_three_workers_are_bridged_or_take_a_voicemail_or_get_
     # Each voicemail mailed once, by the control process.
     assert mailed < math.inf, pool.describe()
     assert len(mail.inbox.accepted) == 3
+
+
+def test_a_busy_trunk_is_not_banned_as_a_flood(sipp: SippFactory, gateway_dir: Path) -> None:
+    needs_kamailio()
+    # Each call is 3 requests from the trunk (INVITE, ACK, BYE): 4 calls a
+    # second is 24 requests in 2 s, above this edge's flood threshold of 10.
+    calls = 16
+    trunk = start_trunk(sipp, legs=2 * calls)
+    pool = start_pool(gateway_dir, trunk, failover_rules(), workers=2,
+                      env={"SIP_FAILOVER_EDGE__PIKE_PER_2S": "10"})  # fmt: skip
+    try:
+        busy = sipp("caller_answered", remote=pool.address, calls=calls, keys={"hold_ms": 100},
+                    extra=["-r", "4", "-l", "2"], timeout_s=40).start()  # fmt: skip
+        result = busy.wait()
+    finally:
+        trunk.stop()
+        code = pool.stop()
+    result.assert_success(calls)
+    assert "BLOCKing ip" not in pool.log, pool.describe()
+    assert code == 0, pool.describe()
