@@ -13,6 +13,7 @@ rules reloads. Its health monitor's probes run on one worker with free legs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from gateway.core.plan import Dial
     from gateway.core.rules import Rules
 
+FIRST_WORKER_S = 15.0  # a probe due at start waits this long for a worker to report
 PROBE_WAIT_S = 40.0  # a worker's probe answers within its own bounds (20 s + early media)
 PROBE_LEGS = 3  # a call probe's leg, plus a customer's call and its first ring (probes.py)
 OVER_CAPACITY = "over_capacity"  # call.ended's reason for a caller the whole pool refused
@@ -63,6 +65,11 @@ class PoolProber:
     async def probe(self, kind: str, dial: Dial, early_media_timeout: float) -> Evidence | None:
         """Ask the workers, freest first, until one runs it; None when none could."""
         need = 0 if kind == "options" else PROBE_LEGS
+        if not self.pool.reported.is_set():
+            # At start a probe may fall due before any worker said what it
+            # has: wait for the first rather than put the probe off.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.pool.reported.wait(), FIRST_WORKER_S)
         for peer in sorted(self.pool.peers.values(), key=lambda p: p.in_use - p.total):
             if peer.total - peer.in_use < need:
                 continue
@@ -100,6 +107,7 @@ class PoolControl:
         self.keeper.on_use.append(lambda rules: self._broadcast(_mode(rules)))
         self.keeper.on_load.append(lambda _rules: self._broadcast({"op": "reload"}))
         self._server: asyncio.Server | None = None
+        self.reported = asyncio.Event()  # a worker said how many legs it has free
 
     def _notify(self, kind: str, data: Mapping[str, object]) -> None:
         self.control.notify(kind, data)
@@ -172,6 +180,7 @@ class PoolControl:
                                datetime.fromisoformat(str(message["at"])))  # fmt: skip
         elif op == "slots":
             peer.in_use, peer.total = int(message["in_use"]), int(message["total"])
+            self.reported.set()
             self._publish_slots()
         elif op == "probed":
             answer = peer.probes.get(int(message.get("id") or 0))
