@@ -171,6 +171,10 @@ class HealthMonitor:
             self.scheduler.record_probe(target, loop.time() - every + min(BUSY_RETRY, every))
             return None
         logger.info("probe of {}: {}", target, evidence.text)
+        # The interval runs from the probe's end: one that waited (for a
+        # pool's first worker) or listened to early media does not bring
+        # the next closer, and one asked for over MQTT counts as the due one.
+        self.scheduler.record_probe(target, loop.time())
         self.observe(target, evidence)
         return evidence
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -80,3 +81,34 @@ async def test_the_alert_mail_tells_the_time_in_the_rules_time_zone(logged: list
     assert mails[1].startswith("office-mobile (+32470000001) is UP again since 10:42")
     alerts = [r["level"].name for r in logged if r["message"].startswith("alert:")]
     assert alerts == ["WARNING", "INFO"]
+
+
+class SlowProber:
+    """A probe that ends only when the test lets it (a worker that was not up yet)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = 0
+
+    async def probe(self, kind: str, dial: Any, early_media_timeout: float) -> Evidence:
+        del kind, dial, early_media_timeout
+        self.started += 1
+        await self.release.wait()
+        return probe(Outcome.UNASSIGNED, 404)
+
+
+async def test_the_next_probe_is_one_interval_after_the_last_one_ended() -> None:
+    prober = SlowProber()
+    watching = HealthMonitor(prober, {}, lambda kind, data: None)
+    watching.reload(RULES, asyncio.get_running_loop().time())
+    every = 900.0  # a call probe's default interval
+    running = asyncio.create_task(watching.probe_once("office-mobile"))
+    await asyncio.sleep(0)
+    assert prober.started == 1
+    loop = asyncio.get_running_loop()
+    waited_until = loop.time()
+    prober.release.set()
+    await running
+    next_probe = watching.scheduler.next_deadline()
+    assert next_probe is not None
+    assert next_probe >= waited_until + 0.9 * every
