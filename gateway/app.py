@@ -28,7 +28,7 @@ from gateway.core.plan import dial_of
 from gateway.core.rules import RulesError
 from gateway.edge.channel import split_address
 from gateway.edge.link import ControlLink, WorkerOrders
-from gateway.edge.worker import behind_edge, pool_admits
+from gateway.edge.worker import behind_edge
 from gateway.health.probes import Prober
 from gateway.rules.keeper import RulesKeeper
 from gateway.rules.load import load_rules
@@ -128,9 +128,9 @@ class Gateway:
     def _gate(self, offer: InviteOffer, last_resort: bool) -> bool:
         if self.settings.edge.address is not None:
             registry = self.engine.registry
-            legs = self.admission.capacity.legs
-            if not pool_admits(len(registry.inbound), len(registry.outbound), legs,
-                               last_resort=last_resort):  # fmt: skip
+            if not self.admission.capacity.room_in_pool(len(registry.inbound),
+                                                        len(registry.outbound),
+                                                        last_resort=last_resort):  # fmt: skip
                 # Not a refusal of the caller: the edge offers the call to
                 # another worker (or, as a last resort, to a voicemail).
                 logger.info("INVITE refused: this worker cannot ring (last resort: {})",

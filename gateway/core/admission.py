@@ -24,6 +24,7 @@ from enum import StrEnum
 
 REPEAT_WINDOW_S = 32.0  # 64*T1: how long a UAC may retransmit an INVITE (RFC 3261 17.1.1.2)
 PROBE_LEGS = 3  # a call probe's leg, plus a customer's call and its first ring
+LEGS_TO_RING = 2  # a caller's leg and one leg to ring
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,25 @@ class Capacity:
     def room_for_probe(self, legs_in_use: int) -> bool:
         """A call probe leaves room for a customer's call and its first ring."""
         return self.legs - legs_in_use >= PROBE_LEGS
+
+    def room_in_pool(self, inbound: int, outbound: int, *, last_resort: bool) -> bool:
+        """Whether a worker behind the edge takes one more caller (docs/scaling.md).
+
+        Each call in progress counts for at least the legs it needs to ring
+        (its caller's and one more), even before its ring leg exists: INVITEs
+        that arrive together must not all be taken by one worker. A worker
+        that says no is not refusing the caller: the edge offers the call to
+        the next worker.
+
+        Args:
+            inbound: callers' legs in progress.
+            outbound: legs rung (and probes) in progress.
+            last_resort: the edge found no worker that can ring: a voicemail
+                needs only the caller's leg.
+        """
+        committed = inbound + max(outbound, inbound)
+        needed = 1 if last_resort else LEGS_TO_RING
+        return committed + needed <= self.legs
 
 
 class Screening(StrEnum):

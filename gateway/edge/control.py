@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from gateway.control import Control
+from gateway.core.admission import PROBE_LEGS
 from gateway.edge.channel import decode, encode, evidence_from_wire, listen
 from gateway.rules.keeper import RulesKeeper
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 FIRST_WORKER_S = 15.0  # a probe due at start waits this long for a worker to report
 PROBE_WAIT_S = 40.0  # a worker's probe answers within its own bounds (20 s + early media)
-PROBE_LEGS = 3  # a call probe's leg, plus a customer's call and its first ring (probes.py)
 OVER_CAPACITY = "over_capacity"  # call.ended's reason for a caller the whole pool refused
 
 

@@ -2,10 +2,11 @@
 
 A worker trusts only the edge as its source, sends every leg through it, and
 holds no trunk credentials and no registration: the edge does all of that.
-Behind the edge a worker takes a caller only when it can ring for it; a full
-worker refuses before any dialog, so the edge tries the next one. Only an
-INVITE that the edge marked as the last resort may take a worker's last leg,
-for a voicemail.
+Behind the edge a worker takes a caller only when it can ring for it
+(``Capacity.room_in_pool`` in gateway/core/admission.py); a full worker
+refuses before any dialog, so the edge tries the next one. Only an INVITE
+that the edge marked as the last resort may take a worker's last leg, for a
+voicemail.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 # a per-source limit here would refuse a busy trunk. A worker's capacity bounds
 # what it takes; the edge answers 503 past the pool's.
 EDGE_RATE_PER_MINUTE = 100_000
-LEGS_TO_RING = 2  # the caller's leg and one leg to ring
 
 
 def behind_edge(settings: Settings, edge: str) -> Settings:
@@ -45,22 +45,3 @@ def behind_edge(settings: Settings, edge: str) -> Settings:
     )
     edge_settings = settings.edge.model_copy(update={"address": edge})
     return settings.model_copy(update={"trunk": trunk, "sip": sip, "edge": edge_settings})
-
-
-def pool_admits(inbound: int, outbound: int, call_legs: int, *, last_resort: bool) -> bool:
-    """Whether a worker behind the edge takes one more caller.
-
-    Each call in progress counts for at least the legs it needs to ring
-    (its caller's and one more), even before its ring leg exists: INVITEs
-    that arrive together must not all be taken by one worker.
-
-    Args:
-        inbound: callers' legs in progress.
-        outbound: legs rung (and probes) in progress.
-        call_legs: the engine's budget (``EngineLimits.call_legs``, read at start).
-        last_resort: the edge found no worker that can ring: a voicemail
-            needs only the caller's leg.
-    """
-    committed = inbound + max(outbound, inbound)
-    needed = 1 if last_resort else LEGS_TO_RING
-    return committed + needed <= call_legs

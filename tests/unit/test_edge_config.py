@@ -8,9 +8,10 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.config import Settings, TrunkSettings
+from gateway.core.admission import Capacity
 from gateway.edge.kamailio_cfg import EdgeLayout, address_table, edge_files, uacreg_table
 from gateway.edge.supervisor import registration_state
-from gateway.edge.worker import behind_edge, pool_admits
+from gateway.edge.worker import behind_edge
 from gateway.sip.limits import WHEEL
 
 LAYOUT = EdgeLayout(("192.0.2.5", 5060), (("127.0.0.1", 5061), ("127.0.0.1", 5062)),
@@ -73,7 +74,8 @@ def test_a_worker_trusts_only_the_edge_and_holds_no_credentials() -> None:
 def test_a_worker_takes_a_caller_only_when_it_can_ring(
     inbound: int, outbound: int, last_resort: bool, admitted: bool
 ) -> None:
-    assert pool_admits(inbound, outbound, WHEEL.call_legs, last_resort=last_resort) is admitted
+    capacity = Capacity(WHEEL.call_legs)
+    assert capacity.room_in_pool(inbound, outbound, last_resort=last_resort) is admitted
 
 
 @pytest.mark.parametrize(
