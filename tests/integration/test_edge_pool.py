@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import os
@@ -12,6 +14,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import aiomqtt
 import netns
 import pytest
 from edge_pool import (
@@ -24,6 +27,7 @@ from edge_pool import (
     start_trunk,
 )
 from gateway_process import sip_failover
+from mosquitto import Mosquitto
 from rulesets import CALLED
 from sipp import DEFAULT_KEYS, LOOPBACK, RtpSink
 
@@ -251,18 +255,21 @@ def test_the_pool_probes_once_per_interval_and_every_worker_skips_a_dead_main_li
 
 
 def test_twelve_callers_on_three_workers_are_bridged_or_take_a_voicemail_or_get_503(
-    sipp: SippFactory, gateway_dir: Path, mail: MailServer
+    sipp: SippFactory, gateway_dir: Path, mail: MailServer, tmp_path: Path
 ) -> None:
     needs_kamailio()
     mail.start()
+    broker = Mosquitto(tmp_path)
+    broker.start()
     workers, crowd = 3, 12
     numbers = [f"+3247110{n:04d}" for n in range(crowd)]
     inf = gateway_dir / "callers.csv"
     inf.parent.mkdir(parents=True, exist_ok=True)
     inf.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
     trunk = start_trunk(sipp, legs=200)
+    feed = {"SIP_FAILOVER_MQTT__URL": broker.url, "SIP_FAILOVER_GATEWAY_ID": "pool"}
     pool = start_pool(gateway_dir, trunk, failover_rules(voicemail=True), workers=workers,
-                      env=mail.env())  # fmt: skip
+                      env={**mail.env(), **feed})  # fmt: skip
     status = gateway_dir / "state" / "status.json"
     try:
         callers = sipp("caller_either", remote=pool.address, calls=crowd, keys={"hold_ms": 4000},
@@ -273,9 +280,11 @@ def test_twelve_callers_on_three_workers_are_bridged_or_take_a_voicemail_or_get_
         shown = sip_failover(pool, "status")
         callers.wait().assert_success(crowd)
         mailed = _wait_for(lambda: len(mail.inbox.accepted) >= workers, 20)
+        retained = asyncio.run(_retained(broker))
     finally:
         trunk.stop()
         code = pool.stop()
+        broker.stop()
     assert code == 0, pool.describe()
     assert full < math.inf, f"{json.loads(status.read_text()).get('slots')}\n{pool.describe()}"
     assert "call legs      9 in use, 0 free (worker1 3/3, worker2 3/3, worker3 3/3)" in shown.stdout
@@ -293,6 +302,29 @@ def test_twelve_callers_on_three_workers_are_bridged_or_take_a_voicemail_or_get_
     # Each voicemail mailed once, by the control process.
     assert mailed < math.inf, pool.describe()
     assert len(mail.inbox.accepted) == 3
+    # One MQTT device for the pool, with each worker's call legs.
+    assert retained["sip-failover/pool/availability"] == "online"
+    assert retained["sip-failover/pool/calls/active"] == "0"
+    slots = json.loads(retained["sip-failover/pool/slots"])
+    assert slots["workers"] == {f"worker{n}": {"in_use": 0, "free": 3} for n in (1, 2, 3)}
+    devices = {json.dumps(json.loads(payload)["device"]["identifiers"])
+               for topic, payload in retained.items() if topic.startswith("homeassistant/")}
+    assert len(devices) == 1, devices
+
+
+async def _retained(broker: Mosquitto, quiet: float = 0.5, most: float = 5.0) -> dict[str, str]:
+    """The retained messages of the pool and of its discovery, read until none came for
+    ``quiet`` seconds (``most`` at the most)."""
+    found: dict[str, str] = {}
+    async with aiomqtt.Client("127.0.0.1", broker.port, timeout=5) as client:
+        await client.subscribe("sip-failover/pool/#")
+        await client.subscribe("homeassistant/#")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(most):
+                while True:
+                    message = await asyncio.wait_for(anext(aiter(client.messages)), quiet)
+                    found[str(message.topic)] = bytes(message.payload).decode()  # type: ignore[arg-type]
+    return found
 
 
 def test_a_busy_trunk_is_not_banned_as_a_flood(sipp: SippFactory, gateway_dir: Path) -> None:
