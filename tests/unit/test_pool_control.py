@@ -71,7 +71,7 @@ async def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     rules_path.write_text(RULES)
     settings = Settings(trunk={"registrar": "sip:trunk.example.net"}, rules=rules_path,
                         state_dir=tmp_path / "state")  # fmt: skip
-    control = PoolControl(settings, parse_rules(RULES, "rules.yaml"), str(tmp_path / "c.sock"))
+    control = PoolControl(settings, parse_rules(RULES, "rules.yaml"), str(tmp_path / "c.sock"), 3)
     control.control.monitor.reload(control.keeper.rules, asyncio.get_running_loop().time())
     server = await listen(control.address, control._serve_worker)
     yield control
