@@ -75,7 +75,8 @@ class HealthMonitor:
         self.scheduler = ProbeScheduler(rand=random.random)
         self.coalescer = AlertCoalescer()
         self.rules: Rules | None = None
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the probe schedule changed
+        self._alerts_due = asyncio.Event()  # a change was pushed to the coalescer
 
     def reload(self, rules: Rules, now: float) -> None:
         """New rules: which targets exist, which are probed and how."""
@@ -103,6 +104,7 @@ class HealthMonitor:
         self.scheduler.reload(schedules, now)
         self._share_states()
         self._wake.set()
+        self._alerts_due.set()  # the coalescing window may have changed
 
     def _share_states(self) -> None:
         # Every state: plan_call (core/plan.py) skips only probed targets, so a
@@ -133,22 +135,36 @@ class HealthMonitor:
                    evidence.text)  # fmt: skip
         self.notify("target.health", change.as_json())
         self.coalescer.push(change, asyncio.get_running_loop().time())
-        self._wake.set()
+        self._alerts_due.set()
         return change
 
     async def run(self) -> None:
-        """Probe and alert until cancelled."""
+        """Probe and alert until cancelled.
+
+        Alerts have a loop of their own: a call probe takes up to its ring
+        time, and an alert due meanwhile must leave on time, or a short
+        outage that ends during the probe would be coalesced into nothing.
+        """
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(self._alert_loop(), name="health.alerts")
+            loops.create_task(self._probe_loop(), name="health.probes")
+
+    async def _probe_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            now = loop.time()
-            for target in self.scheduler.due(now, datetime.now(UTC)):
+            for target in self.scheduler.due(loop.time(), datetime.now(UTC)):
                 try:
                     await self._probe(target)
                 except Exception:  # noqa: BLE001 - a failed probe must not stop the gateway
                     logger.opt(exception=True).error("probe of {} failed", target)
+            await _sleep_until(self._wake, self.scheduler.next_deadline(), loop.time())
+
+    async def _alert_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
             for change in self.coalescer.due(loop.time()):
                 await self._alert(change)
-            await self._sleep_until(self._next_deadline(loop.time()))
+            await _sleep_until(self._alerts_due, self.coalescer.next_deadline(), loop.time())
 
     async def probe_once(self, target: str) -> Evidence | None:
         """Probe a target now (``cmd/probe/<target>``, the ``probe`` command)."""
@@ -191,16 +207,14 @@ class HealthMonitor:
         if self.mail is not None:
             await self.mail(change, text)
 
-    def _next_deadline(self, now: float) -> float:
-        deadlines = [d for d in (self.scheduler.next_deadline(), self.coalescer.next_deadline())
-                     if d is not None]  # fmt: skip
-        return min(deadlines) if deadlines else now + IDLE_WAKE
 
-    async def _sleep_until(self, deadline: float) -> None:
-        self._wake.clear()
-        delay = max(0.0, deadline - asyncio.get_running_loop().time())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+
+async def _sleep_until(wake: asyncio.Event, deadline: float | None, now: float) -> None:
+    """Until ``deadline`` (or ``IDLE_WAKE`` when none), or until ``wake`` is set."""
+    wake.clear()
+    delay = IDLE_WAKE if deadline is None else max(0.0, deadline - now)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), delay)
 
 
 def _level(change: HealthChange) -> str:

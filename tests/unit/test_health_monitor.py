@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import textwrap
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from loguru import logger
 
 from gateway.core.causes import Outcome
 from gateway.core.health import Evidence, HealthChange, ProbeResult, Source
+from gateway.core.probing import ProbeScheduler
 from gateway.core.rules import parse_rules
 from gateway.health.monitor import HealthMonitor
 
@@ -112,3 +114,46 @@ async def test_the_next_probe_is_one_interval_after_the_last_one_ended() -> None
     next_probe = watching.scheduler.next_deadline()
     assert next_probe is not None
     assert next_probe >= waited_until + 0.9 * every
+
+
+class _SlowProber:
+    """A call probe that rings until the test lets it end (as a real one rings)."""
+
+    def __init__(self) -> None:
+        self.ringing = asyncio.Event()
+        self.end = asyncio.Event()
+
+    async def probe(self, kind: str, dial: object, early_media_timeout: float) -> Evidence:
+        del kind, dial, early_media_timeout
+        self.ringing.set()
+        await self.end.wait()
+        return probe(ProbeResult.PROGRESS, 180)
+
+
+async def test_an_alert_due_during_a_probe_leaves_on_time() -> None:
+    # A short outage that ends while a probe rings must still be told: the
+    # alert is due one coalescing window after the change, whatever probes do.
+    mailed = asyncio.Event()
+    mails: list[str] = []
+
+    async def mail(change: HealthChange, text: str) -> None:
+        del change
+        mails.append(text)
+        mailed.set()
+
+    prober = _SlowProber()
+    watching = HealthMonitor(prober, {}, lambda kind, data: None, mail=mail)  # type: ignore[arg-type]
+    watching.scheduler = ProbeScheduler(rand=lambda: 0.0)  # the first probe is due at once
+    watching.reload(RULES, asyncio.get_running_loop().time())
+    watching.coalescer.window = watching.coalescer.max_delay = 0.05
+    task = asyncio.create_task(watching.run())
+    try:
+        await asyncio.wait_for(prober.ringing.wait(), 5)
+        watching.observe("office-mobile", probe(Outcome.UNASSIGNED, 404))
+        await asyncio.wait_for(mailed.wait(), 5)  # TimeoutError: it waited for the probe
+        assert "UNASSIGNED" in mails[0]
+        assert not prober.end.is_set()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
