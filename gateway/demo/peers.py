@@ -13,7 +13,11 @@ the demo gateway uses as its trunk. It plays these parts, in two calls:
   ``TALK_S`` seconds;
 - ``PAUSE_S`` later, a second customer, who gets the voicemail: hears the
   greeting and the beep (``greeting.wav`` in the demo's folder, to know when
-  to talk), says ``caller.wav`` and hangs up.
+  to talk), says ``caller.wav`` and hangs up;
+- then a third customer, who calls the workshop: its mobile's operator
+  answers ``183 Session Progress`` with SDP, plays ``announcement.wav`` (the
+  ITU SIT and a few words, written by the demo with gateway/tones.py) and
+  never sends a final answer; anna, free again, answers.
 
 It prints one JSON object per thing that happened on its stdout (``t`` is
 ``time.time()``); everything pjsua prints goes to stderr. pjsua2 traps kept
@@ -47,6 +51,9 @@ from gateway.demo.story import (
     MAIN_NUMBER,
     PUBLIC_NUMBER,
     SECOND_CALLER_NUMBER,
+    THIRD_CALLER_NUMBER,
+    WORKSHOP_MOBILE,
+    WORKSHOP_NUMBER,
 )
 
 if TYPE_CHECKING:
@@ -54,16 +61,26 @@ if TYPE_CHECKING:
 
 ANNA_ANSWERS_AFTER_S = 1.5
 TALK_S = 3.0
+SHORT_TALK_S = 1.5  # the third call: long enough to hear anna
 LISTEN_AFTER_S = 0.8  # connected this long before the audio is judged
 PAUSE_S = 1.0  # between the first call's end and the second customer's INVITE
 BEEP_S = 0.4  # gateway/assets/beep.wav, played right after the greeting
 LEAD_S = 0.35  # the second caller starts talking this long after the beep
 HANG_UP_AFTER_S = 0.2  # ... and hangs up this long after the last word
 SAMPLE_S = 0.1  # how often the second caller reads the level of what it hears
-RUN_LIMIT_S = 25.0  # the whole far side gives up after this long
+RUN_LIMIT_S = 35.0  # the whole far side gives up after this long
 UNASSIGNED_REASON = 'Q.850;cause=1;text="Unallocated number"'
 _CALLER_TONE_HZ, _ANNA_TONE_HZ = 440, 660
-_WHOSE = {MAIN_NUMBER: "its operator", ANNA_NUMBER: "anna's mobile"}
+_WHOSE = {
+    MAIN_NUMBER: "its operator",
+    ANNA_NUMBER: "anna's mobile",
+    WORKSHOP_MOBILE: "its operator",
+}
+_CUSTOMERS = (  # who calls, and which public number, act by act
+    (CALLER_NUMBER, PUBLIC_NUMBER, "the number on every invoice"),
+    (SECOND_CALLER_NUMBER, PUBLIC_NUMBER, "the number on every invoice"),
+    (THIRD_CALLER_NUMBER, WORKSHOP_NUMBER, "the workshop's line"),
+)
 
 
 def _guarded(func: Callable[..., None]) -> Callable[..., None]:
@@ -125,7 +142,7 @@ class Peers:
         transport.boundAddress = "127.0.0.1"
         self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
         self.ep.libStart()
-        for number in (CALLER_NUMBER, SECOND_CALLER_NUMBER):
+        for number, _called, _what in _CUSTOMERS:
             acfg = pj.AccountConfig()
             acfg.idUri = f"sip:{number}@127.0.0.1:{self.port}"  # the caller's From
             acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
@@ -183,16 +200,16 @@ class Peers:
     def dial(self) -> None:
         call = _PeerCall(self, "caller", self.accounts[self.act - 1])
         self.caller = call
-        number = CALLER_NUMBER if self.act == 1 else SECOND_CALLER_NUMBER
-        text = f"caller {number} dials {PUBLIC_NUMBER} (the number on every invoice)"
-        self.emit("dial", text)
-        call.makeCall(f"sip:{PUBLIC_NUMBER}@{self.gateway}", pj.CallOpParam(True))
+        self.spoke_at = None
+        number, called, what = _CUSTOMERS[self.act - 1]
+        self.emit("dial", f"caller {number} dials {called} ({what})")
+        call.makeCall(f"sip:{called}@{self.gateway}", pj.CallOpParam(True))
         self.calls[id(call)] = call
 
     def on_connected(self) -> None:
-        if self.act == 1:
+        if self.act != 2:
             self.after(LISTEN_AFTER_S, self.judge_audio)
-            self.after(TALK_S, self.hang_up)
+            self.after(TALK_S if self.act == 1 else SHORT_TALK_S, self.hang_up)
             return
         # The voicemail: the greeting starts as soon as the caller's audio is up.
         greeting, speech = (_wav_seconds(self.folder / name) for name in ("greeting", "caller"))
@@ -204,8 +221,8 @@ class Peers:
 
     def on_caller_ended(self) -> None:
         self.caller = None
-        if self.act == 1:
-            self.act = 2
+        if self.act < len(_CUSTOMERS):
+            self.act += 1
             self.after(PAUSE_S, self.dial)
         else:
             self.finished = True
@@ -268,6 +285,8 @@ class Peers:
                 continue
             if call.role == "anna" and call.act == 2:  # on another call by now
                 self._reply(call, 486, "Busy Here")
+            elif call.role == "announcer":
+                self._reply(call, 183, "Session Progress")
             elif call.role == "anna":
                 self._reply(call, 180, "Ringing")
                 # By key: a timer must not hold a Call past DISCONNECTED (module doc).
@@ -287,8 +306,9 @@ class Peers:
         else:
             call.answer(prm)
         said = f"{code} {reason}" + "".join(f", {name}: {value}" for name, value in header)
-        who = "operator" if call.role == "operator" else "anna's mobile"
-        self.emit("reply", f"{who}: {said}", role=call.role, code=code, act=call.act)
+        who = _SPEAKER[call.role]
+        role = "operator" if call.role == "announcer" else call.role
+        self.emit("reply", f"{who}: {said}", role=role, code=code, act=call.act)
 
     def _answer(self, key: int) -> None:
         call = self.calls.get(key)
@@ -311,6 +331,19 @@ class Peers:
         audio.startTransmit(self.ep.audDevManager().getPlaybackDevMedia())
         self.media.append(tone)
 
+    def announce(self, key: int) -> None:
+        """The workshop's operator: tones and an announcement, in early media."""
+        call = self.calls.get(key)
+        if call is None:
+            return
+        player = pj.AudioMediaPlayer()
+        player.createPlayer(str(self.folder / "announcement.wav"), pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(call.getAudioMedia(-1))
+        self.media.append(player)
+        seconds = _wav_seconds(self.folder / "announcement")
+        text = f"workshop's operator plays SIT tones and {seconds:.1f} s of announcement"
+        self.emit("early_media", text, role="operator")
+
     def listen(self, call: _PeerCall) -> None:
         """Only listen: the bridge measures a call's audio only while it has a listener."""
         call.getAudioMedia(-1).startTransmit(self.ep.audDevManager().getPlaybackDevMedia())
@@ -325,7 +358,7 @@ class _Account(pj.Account):  # type: ignore[misc]
     def onIncomingCall(self, prm: Any) -> None:
         request_line = str(prm.rdata.wholeMsg).split("\n", 1)[0]
         number = request_line.split("sip:", 1)[-1].split("@", 1)[0]
-        role = "anna" if number == ANNA_NUMBER else "operator"
+        role = {ANNA_NUMBER: "anna", WORKSHOP_MOBILE: "announcer"}.get(number, "operator")
         call = _PeerCall(self.peers, role, self, prm.callId)
         self.peers.calls[id(call)] = call
         self.peers.pending.append(call)  # answered after the poll returns (module doc)
@@ -387,10 +420,13 @@ class _PeerCall(pj.Call):  # type: ignore[misc]
             talk = info.connectDuration.sec + info.connectDuration.msec / 1000
             answered = self.role == "anna" and talk > 0  # not the busy one
             text = f"anna's call ended ({talk:.1f} s of talk)" if answered else None
+            if self.role == "announcer":
+                text = f"workshop's operator: the gateway cancelled ({info.lastStatusCode})"
             if self.role == "caller" and info.lastStatusCode >= 300:
                 text = f"caller gets {info.lastStatusCode} {info.lastReason} from the gateway"
             code = int(info.lastStatusCode)
-            self.peers.emit("ended", text, role=self.role, code=code, act=self.act)
+            role = "operator" if self.role == "announcer" else self.role
+            self.peers.emit("ended", text, role=role, code=code, act=self.act)
             if self.role == "caller":
                 self.peers.on_caller_ended()
 
@@ -408,10 +444,15 @@ class _PeerCall(pj.Call):  # type: ignore[misc]
             self.early_media = True
             # The gateway must never connect audio before an answer (DESIGN.md).
             self.peers.emit("early_media", "caller: audio before anyone answered!", role="caller")
-        if self.act == 2:  # the second caller talks only after the beep
+        if self.role == "announcer":  # once its 183 is out (after this callback)
+            self.peers.after(0.0, functools.partial(self.peers.announce, id(self)))
+        elif self.act == 2:  # the second caller talks only after the beep
             self.peers.listen(self)
         else:
             self.peers.play_tone(self)
+
+
+_SPEAKER = {"operator": "operator", "announcer": "workshop's operator", "anna": "anna's mobile"}
 
 
 def _wav_seconds(stem: Path) -> float:

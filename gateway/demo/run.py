@@ -11,7 +11,10 @@ happen, and their timeline is printed as it happens:
    knows the main line is lost and mails the admin;
 2. a second customer calls while anna is busy (486): the call goes straight
    to anna, then to voicemail; the caller leaves a message, which the
-   gateway mails. The mail is printed as the mail server received it.
+   gateway mails. The mail is printed as the mail server received it;
+3. a third customer calls the workshop's line: its mobile's operator answers
+   183 and plays Special Information Tones and an announcement, with no
+   final answer ever; the gateway hears the tones, cancels, and rings anna.
 
 Then the story is checked. Every process is ended here, come what may;
 nothing outside a temporary folder is written.
@@ -40,6 +43,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from aiosmtpd.controller import Controller
 
+from gateway.demo import tones
 from gateway.demo.story import HOLD_S, MAIL_FROM, MAIN_NUMBER, Mail, Story, Timeline
 
 if TYPE_CHECKING:
@@ -47,12 +51,13 @@ if TYPE_CHECKING:
 
 
 READY_LIMIT_S = 10.0  # the gateway says "ready" within this
-CALL_LIMIT_S = 30.0  # the far side has played both calls within this
+CALL_LIMIT_S = 40.0  # the far side has played the three calls within this
 MAIL_LIMIT_S = 10.0  # the voicemail's mail arrives within this once the call ended
 STOP_LIMIT_S = 6.0  # each process ends within this once asked
 TAIL_LINES = 30
 GREETING_S = (0.0, 3.3)  # "Hello. Nobody can take your call right now."
 SPEECH_S = (8.05, 10.75)  # "... we will call you back as soon as possible."
+ANNOUNCEMENT_S = 4.0  # the workshop operator's words after its tones
 
 
 def _free_port(kind: socket.SocketKind, count: int = 1) -> list[int]:
@@ -208,11 +213,14 @@ class Run:
 
 
 def _prepare(run: Run, rules: str) -> None:
-    """The rules, the short greeting they name, and what the second caller will say."""
+    """The rules, the short greeting they name, what the second caller will say, and
+    the workshop operator's tones and announcement."""
     (run.tmp / "rules.yaml").write_text(rules, encoding="utf-8")
     with resources.as_file(resources.files("gateway") / "assets" / "greeting.wav") as speech:
         _cut_wav(speech, run.tmp / "greeting.wav", GREETING_S)
         _cut_wav(speech, run.tmp / "caller.wav", SPEECH_S)
+    announcement = tones.announcement(tones.sit(tones.ITU_SIT), seconds=ANNOUNCEMENT_S)
+    tones.write_wav(run.tmp / "announcement.wav", announcement)
     run.smtp.start()
     run.smtp_running = True
 
@@ -223,18 +231,18 @@ def _play(run: Run, rules: str, say: Callable[[str], None]) -> int:
     _prepare(run, rules)
     env = _child_env(run.tmp, sip_port, trunk_port, run.smtp_port)
     gateway = run.spawn(["-m", "gateway", "run"], env, "gateway")
-    facts, second = run.story.facts, run.story.acts[1]
+    facts, second, last = run.story.facts, run.story.acts[1], run.story.acts[2]
     run.take_until(lambda: "ready" in facts or "gateway" in run.closed, READY_LIMIT_S, "ready")
     if "ready" not in facts:
         raise DemoError(f"the gateway did not start (exit {gateway.wait(STOP_LIMIT_S)})")
     say(f"gateway  127.0.0.1:{sip_port}  rings office-mobile {MAIN_NUMBER}, anna, then voicemail")
-    say(f"trunk    127.0.0.1:{trunk_port}  plays its operator, anna's mobile and two customers")
+    say(f"trunk    127.0.0.1:{trunk_port}  plays two operators, anna's mobile and three customers")
     say(f"mail     127.0.0.1:{run.smtp_port}  receives what the gateway mails\n")
     peers_args = ["-m", "gateway.demo.peers", str(trunk_port), f"127.0.0.1:{sip_port}", run.tmp]
     peers = run.spawn([str(arg) for arg in peers_args], env, "peers")
     calls_over = {"call.ended", "ended:caller"}
     run.take_until(
-        lambda: "peers" in run.closed or calls_over <= second.keys(), CALL_LIMIT_S, "the calls"
+        lambda: "peers" in run.closed or calls_over <= last.keys(), CALL_LIMIT_S, "the calls"
     )
     if second.get("call.ended", {}).get("result") == "voicemail":
         mailed = run.story.voicemail_mail
@@ -268,7 +276,8 @@ def run_demo(quiet: bool, *, rules: str | None = None) -> int:
     say(
         "sip-failover demo: the office mobile's operator has lost the number and tells\n"
         'every caller it is "unassigned". Watch a customer\'s call reach anna instead,\n'
-        "then a second customer, with anna busy, leave a voicemail that is mailed.\n"
+        "then a second customer, with anna busy, leave a voicemail that is mailed;\n"
+        "then a third reach anna when the workshop mobile's operator only plays tones.\n"
     )
     if rules is None:
         rules = resources.files("gateway.demo").joinpath("rules.yaml").read_text("utf-8")
@@ -310,7 +319,8 @@ def _conclude(story: Story, out: IO[str], quiet: bool) -> None:
         out.write(
             "\nThe first caller heard ringback, then anna; never the operator. The second\n"
             "went straight to anna, then to voicemail; the message was in the mailbox\n"
-            "before the gateway stopped. Now your own rules:\n"
+            "before the gateway stopped. The third heard ringback while the gateway\n"
+            "listened to the operator's tones, then anna. Now your own rules:\n"
             "  sip-failover explain rules/example.yaml --to +3225550100\n"
         )
 

@@ -26,20 +26,25 @@ ANNA_NUMBER = "+32480000002"  # anna's mobile: the backup
 CALLER_NUMBER = "+32470999999"  # a customer
 SECOND_CALLER_NUMBER = "+32470888888"  # another customer, who leaves a message
 PUBLIC_NUMBER = "+3225550100"  # the number on every invoice
+WORKSHOP_NUMBER = "+3225550101"  # the workshop's public line
+WORKSHOP_MOBILE = "+32470000003"  # its mobile, whose operator plays tones instead of answering
+THIRD_CALLER_NUMBER = "+32470777777"  # a customer who calls the workshop
 MAIL_FROM = "sip-failover@example.com"
 HOLD_S = 0.05  # timeline lines wait this long for lines from the other side
 
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3,6}) (\w+)\s+(.*)$")
 _RINGING = re.compile(r"^call (\S+): ringing (\S+) \((\S+)\)$")
 _PROBE = re.compile(r"^probe of (\S+): (.*)$")
+_SIT = re.compile(r"^leg (\S+)/\d+: (SIT \S+) (.*) at \+([\d.]+) s: (\w+)$")
 Entry = tuple[float, str, str | None]  # time, text, the far side's event it answers
-_ROLE = {"office-mobile": "operator"}  # the far side's name for a target, when not its own
+# The far side's name for a target, when not its own.
+_ROLE = {"office-mobile": "operator", "workshop-mobile": "operator"}
 
 # Timeline text of the gateway's status events (gateway/core/session.py), and
 # the far side's event each one answers (see Timeline).
 _GATEWAY_TEXT = {
     "call.incoming": ("call from {caller} for {called} takes route {route}", "dial:None"),
-    "call.failover": ("failover {from} -> {to} ({outcome}, {sip_code}{cause})", "reply:{role}"),
+    "call.failover": ("failover {from} -> {to} ({outcome}, {why})", "reply:{role}"),
     "call.leg": ("{target} answered; connecting the caller to {target}", "reply:anna:200"),
     "call.step": ("step {n}: voicemail {box}: greeting, beep, then record", None),
     "call.ended": ("call ended ({result}, {duration:.1f} s in all)", "hangup:caller"),
@@ -75,16 +80,16 @@ class Mail:
 class Story:
     """What both sides reported: timeline text, and the facts checked at the end.
 
-    ``facts`` are the run's (ready, health, mails); ``acts[0]`` and ``acts[1]``
-    those of the first and the second call, keyed as the far side's events
-    (``reply:anna:486``) or the gateway's (``call.ended``).
+    ``facts`` are the run's (ready, health, mails); ``acts[0..2]`` those of
+    the three calls, keyed as the far side's events (``reply:anna:486``) or
+    the gateway's (``call.ended``, ``sit``).
     """
 
     def __init__(self) -> None:
         self.t0: float | None = None  # the first caller's INVITE
         self.facts: dict[str, Any] = {"health": {}, "mails": []}
-        self.acts: list[dict[str, Any]] = [{}, {}]
-        self.act_of: dict[str, int] = {}  # call id -> 1 or 2
+        self.acts: list[dict[str, Any]] = [{}, {}, {}]
+        self.act_of: dict[str, int] = {}  # call id -> 1, 2 or 3
 
     def gateway_line(self, line: str) -> Entry | None:
         """A line of the gateway's log as a timeline entry, if it is one."""
@@ -99,7 +104,12 @@ class Story:
         if message.startswith("event "):
             kind, _, data = message.removeprefix("event ").partition(" ")
             return self._gateway_event(at, kind, json.loads(data))
-        ringing, probe = _RINGING.match(message), _PROBE.match(message)
+        return self._gateway_message(at, level, message)
+
+    def _gateway_message(self, at: float, level: str, message: str) -> Entry | None:
+        ringing, probe, sit = _RINGING.match(message), _PROBE.match(message), _SIT.match(message)
+        if sit:
+            return self._sit(at, sit)
         if ringing:  # logged just after the INVITE went out
             return self._ringing(at, self.act_of.get(ringing[1], 1), ringing[2], ringing[3])
         if probe:  # rare in the demo (probes are hours apart), but real
@@ -108,13 +118,21 @@ class Story:
             return at, f"gateway {level.lower()}: {message}", None
         return None
 
+    def _sit(self, at: float, sit: re.Match[str]) -> Entry:
+        """The gateway heard tones on a leg: what, when, and what it makes of them."""
+        act = self.act_of.get(sit[1], 1)
+        self.acts[act - 1]["sit"] = {"code": sit[2], "at": float(sit[4]), "outcome": sit[5]}
+        text = (f"gateway: hears {sit[2]} ({sit[3]}) {sit[4]} s into the operator's audio: "
+                f"{sit[5]}; CANCEL")  # fmt: skip
+        return at, text, f"{act}:early_media:operator"
+
     def _ringing(self, at: float, act: int, target: str, number: str) -> Entry:
         facts = self.acts[act - 1]
         facts.setdefault("ring_at", {})[target] = at
         step = facts.get("step", 0)
         text = f"gateway: step {step + 1}: ring {target} {number}"
         dead = [n for n, s in self.facts["health"].items() if s in {"unassigned", "down"}]
-        if step == 0 and dead and target not in dead:
+        if step == 0 and dead and target == "anna":
             text += f" ({', '.join(dead)} left out: its health is {self.facts['health'][dead[0]]})"
         cause = "dial:None" if step == 0 else "reply:" + facts.get("failed_role", "")
         return at, text, f"{act}:{cause}"
@@ -122,7 +140,7 @@ class Story:
     def _gateway_event(self, at: float, kind: str, data: dict[str, Any]) -> Entry | None:
         """Note a status event; its timeline entry if the timeline shows it."""
         if kind == "call.incoming":
-            self.act_of[data["call_id"]] = min(len(self.act_of) + 1, 2)
+            self.act_of[data["call_id"]] = min(len(self.act_of) + 1, 3)
         act = self.act_of.get(data.get("call_id", ""), 0)
         if kind == "voicemail.recorded":
             self.facts["voicemail_ids"] = {*self.facts.get("voicemail_ids", ()), data["id"]}
@@ -149,9 +167,10 @@ class Story:
             shown = data["outcome"] == "answered"  # a failed one is told by the failover
         elif kind == "call.failover":
             cause = f", cause {data['q850']}" if data.get("q850") is not None else ""
+            why = f"{data['sip_code']}{cause}" if data.get("sip_code") else "tones, no SIP answer"
             to = " + ".join(data["to"] or ["-"])
             role = _ROLE.get(data["from"][0], data["from"][0])
-            data = data | {"from": " + ".join(data["from"]), "to": to, "cause": cause, "role": role}
+            data = data | {"from": " + ".join(data["from"]), "to": to, "why": why, "role": role}
         elif kind == "target.health":
             # A health without evidence is the start-up "unknown", before any call.
             shown = bool(data.get("evidence"))
@@ -172,8 +191,8 @@ class Story:
         if key == "dial:None" and self.t0 is None:
             self.t0 = event["t"]
         entries: list[Entry] = []
-        if key == "dial:None" and act == 2:
-            entries.append((event["t"] - 1e-6, "\n  A second customer calls; anna is busy.", None))
+        if key == "dial:None" and act > 1:
+            entries.append((event["t"] - 1e-6, _ACT_TITLES[act - 2], None))
         if event.get("text"):
             entries.append((event["t"], event["text"], None))
         return entries
@@ -209,7 +228,8 @@ class Story:
     def problems(self) -> list[str]:
         """The first thing that did not happen as it should, in the user's words."""
         # The story is a chain: the first broken link is the one to read about.
-        return [message for ok, message in self._first_call() + self._second_call() if not ok][:1]
+        checks = self._first_call() + self._second_call() + self._third_call()
+        return [message for ok, message in checks if not ok][:1]
 
     def _first_call(self) -> list[tuple[bool, str]]:
         f = self.acts[0]
@@ -258,6 +278,33 @@ class Story:
             (seconds is not None, "no mail with the recording reached the mail server"),
             (seconds is None or abs(seconds - spoke) <= 1.0, lasts),
         ]
+
+
+    def _third_call(self) -> list[tuple[bool, str]]:
+        f = self.acts[2]
+        sit, failover = f.get("sit") or {}, f.get("call.failover") or {}
+        caller_heard = _heard(f.get("audio:None") or {}, "caller")
+        ended = f.get("call.ended") or {}
+        return [
+            ("dial:None" in f, "the third caller never dialled"),
+            ("early_media:operator" in f, "the workshop's operator never played its tones"),
+            (sit.get("outcome") == "unassigned", f"the gateway did not hear the tones ({sit})"),
+            (
+                f.get("ended:operator", {}).get("code") == 487,
+                "the gateway did not CANCEL the leg that played the tones",
+            ),
+            (failover.get("outcome") == "unassigned", f"no failover on the tones ({failover})"),
+            (f.get("call.answered", {}).get("target") == "anna", "anna never answered the third"),
+            ("early_media:caller" not in f, "the third caller heard the operator's announcement"),
+            (caller_heard[0], f"the third caller did not hear anna {caller_heard[1]}"),
+            (ended.get("result") == "answered", f"the third call did not end answered ({ended})"),
+        ]
+
+
+_ACT_TITLES = (
+    "\n  A second customer calls; anna is busy.",
+    "\n  A third customer calls the workshop; its mobile's operator plays tones, never a 404.",
+)
 
 
 def _heard(audio: dict[str, Any], who: str) -> tuple[bool, str]:

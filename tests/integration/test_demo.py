@@ -15,7 +15,7 @@ import pytest
 
 from gateway.demo.run import run_demo
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(80)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,13 +54,13 @@ def _number(pattern: str, line: str) -> float:
     return float(found[1])
 
 
-def test_demo_command_shows_failover_to_anna_then_a_voicemail_that_is_mailed() -> None:
+def test_demo_command_shows_failover_to_anna_a_mailed_voicemail_and_tones_heard() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "demo", "--quiet"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=45,
+        timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -109,6 +109,7 @@ def test_demo_command_shows_failover_to_anna_then_a_voicemail_that_is_mailed() -
     assert _number(r", ([\d.]+) kB", attached) > 10  # real audio, not a bare header
     talked = _number(r"after talking ([\d.]+) s", hangup)
     assert abs(_number(r"kB, ([\d.]+) s of audio", attached) - talked) <= 1.0
+    _check_third_call(lines)
     # --quiet: the timeline and the mail only, no introduction.
     assert "Watch a customer" not in done.stdout
 
@@ -130,3 +131,24 @@ def test_demo_fails_loudly_when_the_gateway_does_not_fail_over(
     assert "caller gets 404" in captured.out
     assert "failover: " not in captured.out
     assert "as the mail server received it" not in captured.out
+
+
+def _check_third_call(lines: list[str]) -> None:
+    """The workshop's operator plays tones in early media and never answers."""
+    third = lines[lines.index(_line_with(lines, "+32470777777 dials +3225550101")) :]
+    progress = _line_with(third, "workshop's operator: 183 Session Progress")
+    plays = _line_with(third, "workshop's operator plays SIT tones")
+    heard = _line_with(third, "gateway: hears SIT itu", "into the operator's audio: unassigned")
+    failover = _line_with(third, "failover workshop-mobile -> anna", "unassigned", "tones")
+    cancelled = _line_with(third, "workshop's operator: the gateway cancelled (487)")
+    answered = _line_with(third, "anna answered")
+    audio = _line_with(third, "caller hears anna")
+    ended = _line_with(third, "call ended (answered")
+    steps = (third[0], progress, plays, heard, failover, cancelled, answered, audio, ended)
+    times = [_time_of(line) for line in steps]
+    assert times == sorted(times)
+    # The ITU SIT lasts about 1 s: it is recognised before it ends, not at a timeout.
+    assert _number(r" ([\d.]+) s into the operator's audio", heard) <= 1.5
+    assert times[3] - times[1] <= 2.0
+    _line_with(third, "caller connected to anna (until then: ringback, never the operator)")
+    assert "level 0," not in audio
