@@ -87,6 +87,7 @@ class Gateway:
         self.keeper = RulesKeeper(settings.rules, rules, self.notify, limits.call_legs)
         self.keeper.on_use.append(self._use_rules)
         self.prober = Prober(self.engine, self.loop, self.admission.capacity)
+        self.prober.sit_itu = rules.sit.itu
         # Alone, the gateway runs its own control side; in a pool, a control
         # process runs it for every worker, and this worker forwards to it.
         health: dict[str, HealthState] = {}  # plans read it (core/plan.py)
@@ -329,6 +330,7 @@ class Gateway:
     def _use_rules(self, rules: Rules) -> None:
         """New calls plan with ``rules``; calls in progress keep theirs."""
         self.switchboard.rules = rules
+        self.prober.sit_itu = rules.sit.itu  # what a probe makes of the ITU SIT
 
 
 def _worker_name(settings: Settings) -> str:

@@ -77,7 +77,7 @@ def probe(target: str, kind: str | None, out: TextIO, err: TextIO) -> int:
         return EXIT_USAGE
     dial = dial_of(target, rules.targets[target])
     setup_logging(settings.log_level)
-    evidence, reason = asyncio.run(_probe_once(_own_endpoint(settings), dial, kind))
+    evidence, reason = asyncio.run(_probe_once(_own_endpoint(settings), dial, kind, rules))
     print(describe(dial, kind, evidence, reason), file=out)
     return EXIT_RAN
 
@@ -94,7 +94,9 @@ def _own_endpoint(settings: Settings) -> Settings:
     return settings.model_copy(update={"sip": sip, "trunk": trunk})
 
 
-async def _probe_once(settings: Settings, dial: Dial, kind: str) -> tuple[Evidence | None, str]:
+async def _probe_once(
+    settings: Settings, dial: Dial, kind: str, rules: Rules
+) -> tuple[Evidence | None, str]:
     limits = planned_limits()
     engine = SipEngine(settings, lambda _offer, _last_resort: False, limits)  # takes no call
     loop = asyncio.get_running_loop()
@@ -105,7 +107,7 @@ async def _probe_once(settings: Settings, dial: Dial, kind: str) -> tuple[Eviden
     try:
         if kind == "options":
             return await prober.options_answer(engine.dial_uri(dial))
-        return await prober.call(dial), ""
+        return await prober.call(dial, sit_itu=rules.sit.itu), ""
     finally:
         await _drain(engine)
         pump.cancel()

@@ -9,7 +9,8 @@
   404 coming only after it: the probe listens for up to
   ``early_media_timeout`` before it takes the 183 as "it rings". If it hears
   Special Information Tones meanwhile (gateway/sip/tap.py), the number is
-  ``unassigned`` (or what the tones' code says) at once.
+  what the tones' code says at once: for the ITU SIT, which carries no
+  cause, what the rules' ``sit.itu`` says (``unassigned`` by default).
 
 Both give ``gateway.core.health.Evidence``; the health board judges it.
 A call probe's leg moves along the same leg table as a call's
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 class _ProbeLeg:
     future: asyncio.Future[Evidence]
     leg: LegRecord
+    sit_itu: Outcome = Outcome.UNASSIGNED
     timer: asyncio.TimerHandle | None = field(default=None)
 
 
@@ -61,6 +63,7 @@ class Prober:
         self.engine = engine
         self.loop = loop
         self.capacity = capacity
+        self.sit_itu = Outcome.UNASSIGNED  # what an ITU SIT means: the rules' sit.itu
         self._legs: dict[str, _ProbeLeg] = {}
         self._ids = itertools.count(1)
         self._options_lock = asyncio.Lock()  # answers carry no token: one at a time
@@ -115,7 +118,7 @@ class Prober:
             return
         logger.info("call probe {}: {}", sig.leg, sig.tone.describe())
         self.engine.stop_leg(sig.leg)
-        self._resolve(probe, outcome_of(sig.tone.code), None)
+        self._resolve(probe, outcome_of(sig.tone.code, probe.sit_itu), None)
 
     def _announcement_over(self, leg: str, probe: _ProbeLeg) -> None:
         if not probe.future.done():
@@ -150,8 +153,16 @@ class Prober:
     async def call(
         self, target: Dial, *, wait_s: float = 20.0,
         early_media_timeout: float = EARLY_MEDIA_TIMEOUT_S,
+        sit_itu: Outcome | None = None,
     ) -> Evidence | None:  # fmt: skip
         """INVITE the target and CANCEL it as soon as it rings.
+
+        Args:
+            target: what to dial.
+            wait_s: how long to wait for any answer at all.
+            early_media_timeout: how long a 183 with audio is listened to.
+            sit_itu: the outcome of an ITU SIT heard meanwhile; None: ``self.sit_itu``,
+                the rules' ``sit.itu`` (the composition root keeps it current).
 
         Returns:
             The evidence, or None when no leg could be spared right now.
@@ -162,7 +173,7 @@ class Prober:
         now = self.loop.time()
         record = LegRecord(leg, target, step=0, started_at=now, deadline=now + wait_s,
                            early_media_timeout=early_media_timeout)  # fmt: skip
-        probe = _ProbeLeg(self.loop.create_future(), record)
+        probe = _ProbeLeg(self.loop.create_future(), record, sit_itu or self.sit_itu)
         self._legs[leg] = probe
         logger.info("call probe {} to {} ({})", leg, target.name, target.label)
         self.engine.ring(leg, target)
