@@ -29,6 +29,7 @@ from gateway.core.rules import RulesError
 from gateway.edge.channel import split_address
 from gateway.edge.link import ControlLink, WorkerOrders
 from gateway.edge.worker import behind_edge
+from gateway.health.inbound_loop import InboundLoop
 from gateway.health.probes import Prober
 from gateway.rules.keeper import RulesKeeper
 from gateway.rules.load import load_rules
@@ -76,6 +77,7 @@ class Gateway:
         self.loop = asyncio.get_running_loop()
         self.stop_requested = asyncio.Event()
         self._forced_at: float | None = None  # when a second stop signal came
+        self._loop_task: asyncio.Task[None] | None = None
         self.admission = Admission(
             settings.trunk.allowed_sources(),
             Capacity(limits.call_legs),
@@ -102,11 +104,22 @@ class Gateway:
         machine = AnsweringMachine(
             self.engine.media, spool, self.notify, wake_mailer, settings.rules.parent
         )
+        self.loop_test = self._loop_test()
         self.switchboard = Switchboard(
             self.engine, rules, self.admission, self.notify, self.loop,
-            machine=machine, prober=self.prober, on_registration=self.registration.on_signal,
+            machine=machine, prober=self.prober, loop_test=self.loop_test,
+            on_registration=self.registration.on_signal,
         )  # fmt: skip
         self.switchboard.health = health
+
+    def _loop_test(self) -> InboundLoop | None:
+        """The inbound loop test, for a gateway on its own only: in a pool the call
+        coming back may reach another worker than the one that placed it."""
+        if self.control is None or self.settings.edge.address is not None:
+            return None
+        loop_test = InboundLoop(self.engine, self.notify, mail=self.control.alert_mail.inbound)
+        self.keeper.on_load.append(lambda rules: loop_test.reload(rules, self.loop.time()))
+        return loop_test
 
     def _as_worker(self, control: str) -> tuple[Spool, Callable[[], None]]:
         """A worker of a pool: linked to its control process; the spool and who mails it."""
@@ -196,6 +209,9 @@ class Gateway:
                 if self.control is not None:
                     # Probes go through the engine: the monitor starts once it runs.
                     services.append(self.control.start_monitor(tasks))
+                if self.loop_test is not None:
+                    self._loop_task = tasks.create_task(self.loop_test.run(), name="inbound.loop")
+                    services.append(self._loop_task)
                 self.registration.start()
                 logger.info("ready listen={} sources={} legs={}", self.engine.listen,
                             ",".join(sorted(self.admission.sources)),
@@ -250,6 +266,8 @@ class Gateway:
         logger.info("stopping: no new calls; {} in progress", self.switchboard.active_calls)
         if self.control is not None and self.control.monitor_task is not None:
             self.control.monitor_task.cancel()  # no new probe while calls drain
+        if self._loop_task is not None:
+            self._loop_task.cancel()  # nor a loop test
         self.admission.accepting = False
         await self._pump_while(
             lambda: self.switchboard.active_calls > 0, self.settings.shutdown_grace, grace=True

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from gateway.core.health import HealthState
     from gateway.core.plan import Dial
     from gateway.core.rules import Rules
+    from gateway.health.inbound_loop import InboundLoop
     from gateway.health.probes import Prober
     from gateway.status.bus import StatusSink
 
@@ -93,10 +94,12 @@ class Switchboard:
         *,
         machine: AnsweringMachine | None = None,
         prober: Prober | None = None,
+        loop_test: InboundLoop | None = None,
         on_registration: Callable[[RegistrationSignal], None] | None = None,
     ) -> None:
         """Args after ``loop`` are optional parts: without a machine no box answers
-        (the caller is refused), without a prober every signal is a call's."""
+        (the caller is refused), without a prober every signal is a call's, without
+        a loop test no incoming call is taken for one."""
         self.engine = engine
         self.rules = rules
         self.admission = admission
@@ -112,6 +115,7 @@ class Switchboard:
         self._rate_published: tuple[float, int] = (float("-inf"), 0)
         self.machine = machine
         self.prober = prober
+        self.loop_test = loop_test
 
     @property
     def active_calls(self) -> int:
@@ -147,13 +151,8 @@ class Switchboard:
         return len(signals) + len(turned_away)
 
     def _dispatch(self, signal: Signal) -> None:
-        if self.prober is not None:
-            if isinstance(signal, OptionsSignal):
-                self.prober.on_options(signal)
-                return
-            if isinstance(signal, LegSignal | SitSignal) and self.prober.owns(signal.leg):
-                self.prober.on_leg(signal)
-                return
+        if self._to_prober(signal):
+            return
         if isinstance(signal, SitSignal):
             self._on_sit(signal)
         elif isinstance(signal, LegSignal):
@@ -167,8 +166,23 @@ class Switchboard:
         elif isinstance(signal, RegistrationSignal):
             self.on_registration(signal)
 
+    def _to_prober(self, signal: Signal) -> bool:
+        """Hand a probe's or the loop test's signal to its owner; whether it was one."""
+        if self.prober is not None and isinstance(signal, OptionsSignal):
+            self.prober.on_options(signal)
+            return True
+        if not isinstance(signal, LegSignal | SitSignal):
+            return False
+        for owner in (self.prober, self.loop_test):
+            if owner is not None and owner.owns(signal.leg):
+                owner.on_leg(signal)
+                return True
+        return False
+
     def _on_incoming(self, sig: IncomingSignal) -> None:
         caller, candidates = self._e164(sig.caller, sig.called)
+        if self.loop_test is not None and self.loop_test.intercept(sig.call_id, caller, candidates):
+            return  # the inbound loop test's own call, back from the trunk: refused 603
         called, plan = self._plan_for(sig.call_id, candidates, caller)
         verdict = intake.verdict(plan, self.engine.legs_in_use(), self.admission.capacity)
         self._open(CallInfo(sig.call_id, caller, called), plan, verdict)

@@ -45,6 +45,7 @@ from gateway.core.rules_errors import (
     plain,
     problems_of,
 )
+from gateway.core.rules_loop import LoopTestRule  # noqa: TC001 - pydantic reads it at run time
 from gateway.core.rules_mail import Alerts, GreetingCheck, Strict, VoicemailBox
 from gateway.core.rules_values import (
     EARLY_MEDIA_TIMEOUT_S,
@@ -364,6 +365,9 @@ class Rules(_Strict):
     health: dict[HealthKey, HealthWatch] = Field(default_factory=dict)
     sit: SitMeaning = Field(
         default_factory=SitMeaning, description="what tones heard in early media mean"
+    )
+    loop_test: LoopTestRule | None = Field(
+        default=None, description="call the public number through the trunk, expect it back"
     )
     _override: Mode | None = PrivateAttr(default=None)
 

@@ -83,6 +83,16 @@ class AlertMail:
                              rules.alerts.email, kind="alert", details=details)  # fmt: skip
         await self._queue(meta)
 
+    async def inbound(self, text: str, number: str) -> None:
+        """Queue the mail of a loop test whose verdict changed (gateway/health/inbound_loop.py)."""
+        rules = self._rules()
+        if not rules.alerts.email:
+            return
+        meta = VoicemailMeta(self._spool.reserve("alert").id, "", "", number, self._clock(),
+                             0.0, "inbound loop test", "alerts", text, rules.alerts.email,
+                             kind="alert")  # fmt: skip
+        await self._queue(meta)
+
     async def _outage_callers(self, change: HealthChange, zone: ZoneInfo) -> str:
         outage = outage_of(change)
         if outage is None:

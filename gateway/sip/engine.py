@@ -317,7 +317,8 @@ class SipEngine:
     def legs_in_use(self) -> int:
         return self.registry.in_use()
 
-    def ring(self, leg: str, target: Dial, call_info: CallInfo | None = None) -> None:
+    def ring(self, leg: str, target: Dial, call_info: CallInfo | None = None,
+             caller: str | None = None) -> None:  # fmt: skip
         """INVITE a target; a local failure comes back as an unreachable leg.
 
         Args:
@@ -325,6 +326,8 @@ class SipEngine:
             target: what to dial.
             call_info: the call the leg forwards: the INVITE presents its
                 caller (None: a probe, presenting the gateway's own account).
+            caller: a number to present when no call is forwarded (the
+                inbound loop test's ``from``).
         """
         uri = self.dial_uri(target)
         account = self._account_for(uri)
@@ -334,6 +337,8 @@ class SipEngine:
         if call_info is not None:
             self._present(prm, call_info, uri, account)
             self._offer_callers_codec(call_info.call_id)
+        elif caller is not None:
+            prm.txOption.localUri = f"<sip:{caller}@{self._domain(trunk=account is self._trunk)}>"
         try:
             call.makeCall(uri, prm)
         except pj.Error as err:

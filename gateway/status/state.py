@@ -27,15 +27,18 @@ LAST_FAILOVER = "last_failover"
 MODE = "mode"
 ENGINE = "engine"
 SLOTS = "slots"  # a pool's call legs in use and free, in all and per worker
+INBOUND_HEALTH = "inbound/health"  # the last inbound loop test's verdict
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     TRUNK_REGISTRATION: ("state", "code", "reason", "since", "expires"),
     RULES: ("file", "sha256", "loaded_at", "error"),
     ENGINE: ("call_slots", "call_legs", "io_queue", "io_handles", "tls", "tls_ciphers"),
     SLOTS: ("in_use", "free", "workers"),
+    INBOUND_HEALTH: ("verdict", "level", "at", "after_s", "sip_code", "call", "from", "text"),
 }
 _TOPIC_OF = {"trunk.registration": TRUNK_REGISTRATION, "rules.loaded": RULES,
-             "engine.limits": ENGINE, "pool.slots": SLOTS}  # fmt: skip
+             "engine.limits": ENGINE, "pool.slots": SLOTS,
+             "inbound.health": INBOUND_HEALTH}  # fmt: skip
 _HEALTH_FIELDS = ("state", "since", "evidence")
 _FAILOVER_FIELDS = ("call_id", "from", "to", "outcome", "sip_code", "q850")
 _NOT_IN_TOPIC = re.compile(r"[/+#\s\x00]")

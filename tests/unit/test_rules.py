@@ -309,7 +309,7 @@ def test_schema_describes_steps_and_durations() -> None:
     assert "answered" not in step["failover_on"]["items"]["enum"]
     assert set(schema["properties"]) == {
         "version", "timezone", "country", "mode", "targets", "voicemail", "alerts", "schedules",
-        "routes", "health", "sit",
+        "routes", "health", "sit", "loop_test",
     }  # fmt: skip
 
 
