@@ -164,7 +164,7 @@ class InboundLoop:
         level = result.level
         log = logger.warning if level in {LoopLevel.ALARM, LoopLevel.WARNING} else logger.info
         log("loop test: {}: {}", result.verdict.value, text)
-        self.notify("inbound.health", _event(result, test.config, text))
+        self.notify("inbound.health", verdict_event(result, test.config, text))
         if level is not self._level and (self._level is not None or level is not LoopLevel.OK):
             self._mails.append((_subject(level, text), test.config.call))
         self._level = level
@@ -189,7 +189,7 @@ class InboundLoop:
         return asyncio.get_running_loop().time()
 
 
-def _event(result: LoopResult, config: LoopConfig, text: str) -> dict[str, Any]:
+def verdict_event(result: LoopResult, config: LoopConfig, text: str) -> dict[str, Any]:
     """The ``inbound.health`` event (docs/schemas/inbound-health.schema.json)."""
     return {
         "verdict": result.verdict.value,

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import state as commands
+from gateway.core.loop_test import LoopConfig, LoopResult, LoopVerdict
+from gateway.health.inbound_loop import verdict_event
 from gateway.status.bus import EventBus, StatusEvent
 from gateway.status.calllog import CallLog
 from gateway.status.state import StatusState
@@ -83,6 +85,8 @@ def folded(*events: tuple[str, dict]) -> dict[str, str]:
     return state.retained()
 
 
+_LOOP = LoopConfig("+3225550100", "+32470000009")
+INBOUND = verdict_event(LoopResult(LoopVerdict.BLOCKED, 0.2, 403), _LOOP, "blocked (403)")
 RETAINED = folded(
     ("trunk.registration", {"state": "registered", "code": 200, "reason": "OK",
                             "since": "2026-01-05T08:00:00+00:00", "expires": 300}),
@@ -95,6 +99,7 @@ RETAINED = folded(
                                                          "worker2": {"in_use": 0, "free": 3}}}),
     ("call.failover", {"call_id": "c1", "from": ["office-mobile"], "to": ["anna", "desk"],
                        "outcome": "unassigned", "sip_code": 404, "q850": 1}),
+    ("inbound.health", INBOUND),
 )  # fmt: skip
 
 
@@ -102,7 +107,7 @@ RETAINED = folded(
     ("topic", "name"),
     [("trunk/registration", "trunk-registration"), ("target/anna/health", "target-health"),
      ("rules", "rules"), ("calls/active", "calls-active"), ("last_failover", "last-failover"),
-     ("slots", "slots")],
+     ("slots", "slots"), ("inbound/health", "inbound-health")],
 )  # fmt: skip
 def test_retained_payloads_match_their_schema(topic: str, name: str) -> None:
     payload = RETAINED[topic]
@@ -122,6 +127,7 @@ def test_events_match_the_events_schema() -> None:
     bus.publish("call.step", {"call_id": "c", "step": 0, "kind": "ring", "targets": ["anna"]})
     bus.publish("call.ended", {"call_id": "c", "result": "voicemail", "outcome": "no_answer",
                                "sip_code": 480, "q850": 19, "duration": 31.2})  # fmt: skip
+    bus.publish("inbound.health", INBOUND)
     while (event := sub.get_nowait()) is not None:
         assert event_errors(json.loads(event.to_json())) == []
 
