@@ -18,11 +18,19 @@ from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
 
+from gateway.answer_hold import AnswerHold
 from gateway.core import actions as act
 from gateway.core import intake
 from gateway.core.admission import Screening
-from gateway.core.causes import failed_locally
-from gateway.core.events import CallerHungUp, Event, LegEnded, LegFailed, VoicemailEnded
+from gateway.core.causes import Outcome, failed_locally
+from gateway.core.events import (
+    CallerHungUp,
+    Event,
+    LegAnswered,
+    LegEnded,
+    LegFailed,
+    VoicemailEnded,
+)
 from gateway.core.plan import Plan, plan_call
 from gateway.core.session import CallInfo, CallSession, CallState
 from gateway.core.sit import outcome_of
@@ -116,6 +124,7 @@ class Switchboard:
         self.machine = machine
         self.prober = prober
         self.loop_test = loop_test
+        self._held = AnswerHold(loop, self._answer_counts)
 
     @property
     def active_calls(self) -> int:
@@ -231,9 +240,21 @@ class Switchboard:
             self._leg_owner.pop(sig.leg, None)
             if call_id in self._calls:
                 self._calls[call_id].legs.discard(sig.leg)
+            if self._held.drop(sig.leg) and isinstance(sig.event, LegEnded):
+                # Its session never saw the answer: to it, the leg simply failed.
+                note = "hung up while its answer was held"
+                sig = LegSignal(sig.leg, LegFailed(sig.leg, Outcome.FAILED, note=note))
         if call_id is None or call_id not in self._calls:
             return
-        self._feed(call_id, sig.event)
+        event, rules = sig.event, self._calls[call_id].rules
+        hold_s = rules.sit.hold_answer if rules is not None else None
+        if isinstance(event, LegAnswered) and self._held.hold(call_id, event, hold_s):
+            return
+        self._feed(call_id, event)
+
+    def _answer_counts(self, call_id: str, answer: LegAnswered) -> None:
+        if call_id in self._calls:
+            self._feed(call_id, answer)
 
     def _on_sit(self, sig: SitSignal) -> None:
         """Tones said how the leg ends: an ordinary leg failure, and CANCEL (or BYE)."""

@@ -79,6 +79,7 @@ from gateway.core.rules_values import (
     unknown,
 )
 from gateway.core.schedule import is_open
+from gateway.core.sit import AFTER_ANSWER_S
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -341,6 +342,19 @@ class SitMeaning(_Strict):
         description="the outcome of an ITU-T E.180 SIT (950/1400/1800 Hz), which carries no "
         "cause; the North-American codes carry their own",
     )
+    hold_answer: Duration | None = Field(
+        default=None,
+        description="hold an answer this long (at most 3s) while its audio is heard for SIT: "
+        "tones then fail the leg over instead of ending the call; absent: bridge at once",
+    )
+
+    @field_validator("hold_answer")
+    @classmethod
+    def _within_listening(cls, hold: float | None) -> float | None:
+        if hold is not None and hold > AFTER_ANSWER_S:
+            raise fail(f"at most {AFTER_ANSWER_S:.0f}s: the gateway listens that long after "
+                       "an answer")  # fmt: skip
+        return hold
 
 
 class Rules(_Strict):

@@ -35,7 +35,7 @@ import pjsua2 as pj
 from loguru import logger
 
 from gateway.core.events import LegAnswered, LegEnded, LegFailed
-from gateway.core.sit import RATE, SitDetector, SitTone
+from gateway.core.sit import AFTER_ANSWER_S, RATE, SitDetector, SitTone
 from gateway.sip.legs import audio_of
 from gateway.sip.signals import LegSignal, MediaChanged, SitSignal
 
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from gateway.sip.legs import LegRegistry
     from gateway.sip.signals import Signal
 
-AFTER_ANSWER_S = 3.0  # some networks answer, then play the tones
 FRAME_S = 0.02  # pjmedia's conference bridge: 20 ms frames
 
 

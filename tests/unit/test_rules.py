@@ -341,3 +341,10 @@ def test_sit_meaning_is_checked_with_its_line() -> None:
     assert problem.startswith("rules.yaml:9: sit.itu:"), problem
     (problem,) = problems(MINIMAL + "sit: {north_american: busy}\n")
     assert problem.startswith("rules.yaml:8: sit"), problem
+
+
+def test_an_answer_is_held_for_sit_at_most_as_long_as_the_gateway_listens() -> None:
+    assert rules().sit.hold_answer is None  # bridged at once unless asked
+    assert rules(FULL + "sit: {hold_answer: 2500ms}\n").sit.hold_answer == 2.5
+    with pytest.raises(RulesError, match=r"sit.hold_answer: at most 3s"):
+        rules(FULL + "sit: {hold_answer: 4s}\n")
