@@ -116,6 +116,21 @@ def dial_of(name: str, target: RuleTarget) -> Dial:
     return Dial(name=name, uri=target.uri)
 
 
+def rung_instead(rules: Rules, target: str) -> tuple[str, ...]:
+    """Targets the routes that ring ``target`` ring with it or after it, in rules order.
+
+    What "calls go to" means in an alert: a target of another route is no
+    backup of this one.
+    """
+    found: list[str] = []
+    for route in rules.routes:
+        seen = False
+        for step in route.steps:
+            seen = seen or target in step.names
+            found += [name for name in step.names if seen and name != target]
+    return tuple(dict.fromkeys(found))
+
+
 def plan_call(
     rules: Rules, to: str, from_: str | None, at: datetime,
     health: Mapping[str, HealthState],

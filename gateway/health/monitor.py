@@ -32,7 +32,7 @@ from gateway.core.health import (
     Source,
     WatchedTarget,
 )
-from gateway.core.plan import dial_of
+from gateway.core.plan import dial_of, rung_instead
 from gateway.core.probing import ProbeSchedule, ProbeScheduler
 from gateway.core.rules import VoicemailStep
 from gateway.core.rules_values import CALL_PROBE_EVERY_S, EARLY_MEDIA_TIMEOUT_S
@@ -196,8 +196,9 @@ class HealthMonitor:
 
     async def _alert(self, change: HealthChange) -> None:
         states = self.board.snapshot()
-        go_to = ", ".join(n for n, s in states.items() if n != change.target and
-                          s.state not in DEAD)  # fmt: skip
+        others = rung_instead(self.rules, change.target) if self.rules else ()
+        go_to = ", ".join(name for name in others
+                          if name in states and states[name].state not in DEAD)  # fmt: skip
         # People read the time on the office clock, as in the voicemail mail.
         tz = ZoneInfo(self.rules.timezone) if self.rules else None
         text = alert_text(change, calls_go_to=go_to or None, tz=tz)

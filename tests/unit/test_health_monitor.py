@@ -157,3 +157,28 @@ async def test_an_alert_due_during_a_probe_leaves_on_time() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_the_alert_names_only_the_targets_rung_after_the_lost_one() -> None:
+    # Another route's target is no backup of the office mobile: never "calls go to" it.
+    text = textwrap.dedent("""\
+        version: 1
+        targets:
+          office-mobile: {number: "+32470000001"}
+          anna: {number: "+32480000002"}
+          workshop-mobile: {number: "+32470000003"}
+          desk: {number: "+32470000004"}
+        routes:
+          - {name: main, match: {to: "+3225550100"}, steps: [{ring: office-mobile}, {ring: anna}]}
+          - {name: workshop, match: {to: "+3225550101"}, steps: [{ring: workshop-mobile}]}
+          - {name: night, match: {to: "+3225550102"}, steps: [{ring_all: [desk, office-mobile]}]}
+        health:
+          office-mobile: {probe: call, down_after: 1}
+        """)  # fmt: skip
+    mails: list[str] = []
+    watching = monitor(mails)
+    watching.reload(parse_rules(text, "rules.yaml"), 0.0)
+    change = watching.observe("office-mobile", probe(Outcome.UNASSIGNED, 404))
+    assert change is not None
+    await watching._alert(change)
+    assert mails[0].endswith("calls go to anna, desk"), mails
