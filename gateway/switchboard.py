@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
 
-from gateway.answer_hold import AnswerHold
 from gateway.core import actions as act
 from gateway.core import intake
 from gateway.core.admission import Screening
@@ -34,6 +33,7 @@ from gateway.core.events import (
 from gateway.core.plan import Plan, plan_call
 from gateway.core.session import CallInfo, CallSession, CallState
 from gateway.core.sit import outcome_of
+from gateway.sip.answer_hold import AnswerHold
 from gateway.sip.signals import (
     CallerSignal,
     IncomingSignal,
