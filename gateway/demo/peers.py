@@ -16,7 +16,7 @@ the demo gateway uses as its trunk. It plays these parts, in two calls:
   to talk), says ``caller.wav`` and hangs up;
 - then a third customer, who calls the workshop: its mobile's operator
   answers ``183 Session Progress`` with SDP, plays ``announcement.wav`` (the
-  ITU SIT and a few words, written by the demo with gateway/tones.py) and
+  ITU SIT and a few words, written by the demo with gateway/demo/tones.py) and
   never sends a final answer; anna, free again, answers.
 
 It prints one JSON object per thing that happened on its stdout (``t`` is

@@ -2,7 +2,7 @@
 
 The probed number's operator is SIPp answering 183 with audio and no final
 answer ever (``operator_sit``), its RTP from a pcap of synthetic tones
-(gateway/tones.py). The probe hears the tones, CANCELs, and its verdict is
+(gateway/demo/tones.py). The probe hears the tones, CANCELs, and its verdict is
 what the tones mean: for the ITU SIT, what the rules' ``sit.itu`` says.
 """
 
@@ -16,7 +16,7 @@ from gateway_process import GatewayProcess
 from pcap import write_rtp_pcap
 from test_health_probes import health_is, wait_for
 
-from gateway import tones
+from gateway.demo import tones
 
 if TYPE_CHECKING:
     from pathlib import Path
