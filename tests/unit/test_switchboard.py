@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core.admission import Admission, Capacity
 from gateway.core.causes import failed_locally
-from gateway.core.events import LegFailed
+from gateway.core.events import LegAnswered, LegEnded, LegFailed
 from gateway.core.rules import parse_rules
-from gateway.sip.signals import IncomingSignal, InviteOffer, LegSignal
+from gateway.core.sit import SitCode, SitTone
+from gateway.sip.signals import IncomingSignal, InviteOffer, LegSignal, SitSignal
 from gateway.switchboard import Switchboard
 
 if TYPE_CHECKING:
@@ -204,3 +205,84 @@ async def test_a_leg_that_fails_locally_fails_over_like_an_unreachable_one() -> 
     (leg,) = b.of("call.leg")
     assert (leg["target"], leg["outcome"]) == ("office", "unreachable")
     assert b.of("call.failover")[0]["outcome"] == "unreachable"
+
+
+class _Timers:
+    """Stands in for the loop's ``call_later`` in the answer hold: a test fires them."""
+
+    def __init__(self) -> None:
+        self.due: list[tuple[float, Any, tuple[Any, ...]]] = []
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> Any:
+        self.due.append((delay, callback, args))
+        return asyncio.get_running_loop().call_later(3600, lambda: None)  # cancellable
+
+    def fire(self) -> None:
+        taken, self.due = self.due, []
+        for _delay, callback, args in taken:
+            callback(*args)
+
+
+def held_board() -> tuple[Board, _Timers]:
+    b = board()
+    b.switchboard.rules = parse_rules(RULES + "sit: {hold_answer: 2s}\n", "rules.yaml")
+    timers = _Timers()
+    b.switchboard._held.loop = timers  # type: ignore[assignment]
+    return b, timers
+
+
+def itu_sit() -> SitTone:
+    return SitTone(SitCode.ITU, (950.0, 1400.0, 1800.0), (330, 330, 160), 0.1, 1.1)
+
+
+async def test_a_held_answer_is_not_bridged_and_tones_meanwhile_fail_over() -> None:
+    b, timers = held_board()
+    b.incoming("c1")
+    b.engine.signals.append(LegSignal("c1/1", LegAnswered("c1/1")))
+    b.switchboard.pump()
+    assert [delay for delay, _, _ in timers.due] == [2.0]
+    assert ("answer", "c1", 200) not in b.engine.done, "bridged before the hold ended"
+    await b.settled()
+    assert b.of("call.answered") == []
+    b.engine.signals.append(SitSignal("c1/1", itu_sit()))
+    b.switchboard.pump()
+    assert ("stop", "c1/1", 0) in b.engine.done
+    assert [d for d in b.engine.done if d[0] == "ring"] == [("ring", "office"), ("ring", "anna")]
+    await b.settled()
+    (failover,) = b.of("call.failover")
+    assert (failover["outcome"], failover["sip_code"]) == ("unassigned", None)
+    timers.fire()  # cancelled: the old answer never counts
+    await b.settled()
+    assert b.of("call.answered") == []
+
+
+async def test_a_held_answer_without_tones_counts_when_the_hold_ends() -> None:
+    b, timers = held_board()
+    b.incoming("c1")
+    b.engine.signals.append(LegSignal("c1/1", LegAnswered("c1/1")))
+    b.switchboard.pump()
+    timers.fire()
+    await b.settled()
+    assert [a["target"] for a in b.of("call.answered")] == ["office"]
+    assert ("answer", "c1", 200) in b.engine.done
+
+
+async def test_a_leg_hung_up_while_its_answer_is_held_fails_over() -> None:
+    b, _timers = held_board()
+    b.incoming("c1")
+    b.engine.signals.append(LegSignal("c1/1", LegAnswered("c1/1")))
+    b.engine.signals.append(LegSignal("c1/1", LegEnded("c1/1")))
+    b.switchboard.pump()
+    await b.settled()
+    assert b.of("call.answered") == []
+    assert b.of("call.failover")[0]["outcome"] == "failed"
+    assert [d for d in b.engine.done if d[0] == "ring"] == [("ring", "office"), ("ring", "anna")]
+
+
+async def test_without_a_hold_an_answer_is_bridged_at_once() -> None:
+    b = board()
+    b.incoming("c1")
+    b.engine.signals.append(LegSignal("c1/1", LegAnswered("c1/1")))
+    b.switchboard.pump()
+    await b.settled()
+    assert [a["target"] for a in b.of("call.answered")] == ["office"]
