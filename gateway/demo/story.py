@@ -121,7 +121,8 @@ class Story:
     def _sit(self, at: float, sit: re.Match[str]) -> Entry:
         """The gateway heard tones on a leg: what, when, and what it makes of them."""
         act = self.act_of.get(sit[1], 1)
-        self.acts[act - 1]["sit"] = {"code": sit[2], "at": float(sit[4]), "outcome": sit[5]}
+        heard = {"code": sit[2], "at": float(sit[4]), "outcome": sit[5], "t": at}
+        self.acts[act - 1]["sit"] = heard
         text = (f"gateway: hears {sit[2]} ({sit[3]}) {sit[4]} s into the operator's audio: "
                 f"{sit[5]}; CANCEL")  # fmt: skip
         return at, text, f"{act}:early_media:operator"
@@ -135,6 +136,8 @@ class Story:
         if step == 0 and dead and target == "anna":
             text += f" ({', '.join(dead)} left out: its health is {self.facts['health'][dead[0]]})"
         cause = "dial:None" if step == 0 else "reply:" + facts.get("failed_role", "")
+        if step > 0 and "sit" in facts:  # the tones, not a reply, moved the call on
+            cause = "sit"
         return at, text, f"{act}:{cause}"
 
     def _gateway_event(self, at: float, kind: str, data: dict[str, Any]) -> Entry | None:
@@ -151,6 +154,9 @@ class Story:
         text, cause = _GATEWAY_TEXT[kind]
         if cause is not None and act:
             cause = f"{act}:{cause.format(**facts[kind])}"
+        if kind == "call.failover" and act and "sit" in facts:
+            # Logged in the same millisecond as the tones it follows: keep it after them.
+            cause = f"{act}:sit"
         return at, "gateway: " + text.format(**facts[kind]), cause if act else None
 
     def _note(self, kind: str, data: dict[str, Any], at: float, act: int) -> bool:
