@@ -80,7 +80,7 @@ class Gateway:
         self._loop_task: asyncio.Task[None] | None = None
         self.admission = Admission(
             settings.trunk.allowed_sources(),
-            Capacity(limits.call_legs),
+            Capacity(limits.call_legs, limits.io_handles),
             settings.sip.max_calls_per_source_per_minute,
         )
         self.refusals = RefusedSources()
@@ -248,6 +248,8 @@ class Gateway:
 
         def tick() -> None:
             nonlocal fed
+            if pump.driven_by_sockets:  # the SIP sockets, connections included, it found
+                engine.sip_handles = max(len(pump.watched()), engine.sip_handles_min)
             if watchdog is not None and self.loop.time() - fed >= watchdog:
                 systemd.notify("WATCHDOG=1")
                 fed = self.loop.time()

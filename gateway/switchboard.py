@@ -21,7 +21,7 @@ from loguru import logger
 from gateway.core import actions as act
 from gateway.core import intake
 from gateway.core.admission import Screening
-from gateway.core.causes import Outcome, failed_locally
+from gateway.core.causes import Outcome, over_capacity
 from gateway.core.events import (
     CallerHungUp,
     Event,
@@ -32,7 +32,6 @@ from gateway.core.events import (
 )
 from gateway.core.plan import Plan, plan_call
 from gateway.core.session import CallInfo, CallSession, CallState
-from gateway.core.sit import outcome_of
 from gateway.sip.answer_hold import AnswerHold
 from gateway.sip.signals import (
     CallerSignal,
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
-    from gateway.core.admission import Admission
+    from gateway.core.admission import Admission, EngineLoad
     from gateway.core.health import HealthState
     from gateway.core.plan import Dial
     from gateway.core.rules import Rules
@@ -68,6 +67,7 @@ class CallEngine(Protocol):
 
     def poll(self) -> list[Signal]: ...
     def legs_in_use(self) -> int: ...
+    def load(self, now: float) -> EngineLoad: ...
     def new_call_id(self) -> str: ...
     def ring(self, leg: str, target: Dial, call_info: CallInfo | None = None) -> None: ...
     def stop_leg(self, leg: str, code: int = 0) -> None: ...
@@ -87,6 +87,12 @@ class _Call:
     timer: asyncio.TimerHandle | None = None
     legs: set[str] = field(default_factory=set)
     bridge_leg: str | None = None
+
+
+def _log_ringing(call_id: str, target: Dial, sent: float) -> None:
+    stamped = logger.patch(lambda record: record.update(  # type: ignore[call-arg]
+        time=record["time"].fromtimestamp(sent, record["time"].tzinfo)))  # loguru's type
+    stamped.info("call {}: ringing {} ({})", call_id, target.name, target.label)
 
 
 class Switchboard:
@@ -138,7 +144,7 @@ class Switchboard:
         """
         now = self.loop.time()
         screening = self.admission.screen(offer.source, offer.sip_call_id,
-                                          self.engine.legs_in_use(), now)  # fmt: skip
+                                          self.engine.load(now), now)  # fmt: skip
         if screening.turned_away:
             self._turned_away.append((offer, screening))
         return screening is Screening.ADMIT
@@ -193,7 +199,8 @@ class Switchboard:
         if self.loop_test is not None and self.loop_test.intercept(sig.call_id, caller, candidates):
             return  # the inbound loop test's own call, back from the trunk: refused 603
         called, plan = self._plan_for(sig.call_id, candidates, caller)
-        verdict = intake.verdict(plan, self.engine.legs_in_use(), self.admission.capacity)
+        now = self.loop.time()
+        verdict = intake.verdict(plan, self.engine.load(now), now, self.admission.capacity)
         self._open(CallInfo(sig.call_id, caller, called), plan, verdict)
 
     def _e164(self, caller: str, called: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
@@ -258,6 +265,9 @@ class Switchboard:
 
     def _on_sit(self, sig: SitSignal) -> None:
         """Tones said how the leg ends: an ordinary leg failure, and CANCEL (or BYE)."""
+        # Not imported at start: the SIT detector (and numpy) load with the first tap.
+        from gateway.core.sit import outcome_of  # noqa: PLC0415
+
         call = self._calls.get(self._leg_owner.get(sig.leg, ""))
         itu = call.rules.sit.itu if call is not None else None
         outcome = outcome_of(sig.tone.code, itu) if itu else outcome_of(sig.tone.code)
@@ -321,21 +331,20 @@ class Switchboard:
     def _ring(self, call_id: str, call: _Call, leg: str, target: Dial) -> None:
         self._leg_owner[leg] = call_id
         call.legs.add(leg)
-        if not self.admission.capacity.room_for_leg(self.engine.legs_in_use()):
-            # Never let pjsua hit its own limit: this leg fails here, at once.
-            logger.warning("leg {} to {} not rung: every call leg is in use", leg, target.name)
-            self.loop.call_soon(self._leg_failed_locally, leg)
+        now = self.loop.time()
+        if not self.admission.capacity.room_for_leg(self.engine.load(now), now):
+            # Never let pjsua hit its own limits (call slots, socket handles):
+            # this leg fails here, at once.
+            logger.warning("leg {} to {} not rung: no call leg or socket free", leg, target.name)
+            self.loop.call_soon(self._leg_over_capacity, leg)
             return
         self.engine.ring(leg, target, call.session.info)
-        # Logged after the call's events, stamped when the INVITE left.
-        sent = time.time()
-        stamped = logger.patch(lambda record: record.update(  # type: ignore[call-arg]
-            time=record["time"].fromtimestamp(sent, record["time"].tzinfo)))  # loguru's type
-        self.loop.call_soon(stamped.info, "call {}: ringing {} ({})", call_id, target.name,
-                            target.label)  # fmt: skip
+        # Logged after the call's events, stamped when the INVITE left; the
+        # line is built then too, not while a second ring of the step waits.
+        self.loop.call_soon(_log_ringing, call_id, target, time.time())
 
-    def _leg_failed_locally(self, leg: str) -> None:
-        failed = failed_locally()
+    def _leg_over_capacity(self, leg: str) -> None:
+        failed = over_capacity()
         self._on_leg(LegSignal(leg, LegFailed(leg, failed.outcome, failed.sip_code, failed.q850)))
 
     def _try_bridge(self, call_id: str, call: _Call) -> None:

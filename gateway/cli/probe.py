@@ -100,7 +100,7 @@ async def _probe_once(
     limits = planned_limits()
     engine = SipEngine(settings, lambda _offer, _last_resort: False, limits)  # takes no call
     loop = asyncio.get_running_loop()
-    prober = Prober(engine, loop, Capacity(limits.call_legs))
+    prober = Prober(engine, loop, Capacity(limits.call_legs, limits.io_handles))
     with _stdout_to_stderr():
         engine.start()
     pump = loop.create_task(_pump(engine, prober), name="probe.pump")

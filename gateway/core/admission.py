@@ -12,8 +12,11 @@ costs nothing but a stateless 480. It sorts every INVITE into one of:
 - a retransmission of an INVITE already turned away: the same caller, once;
 - admitted: the intake decides its fate once its inbound leg exists.
 
-``Capacity`` is the one place that says how many legs a call, a ring or a
-probe may take. Pure: the caller passes the time and the legs in use.
+``Capacity`` is the one place that says whether a caller, a ring or a probe
+fits in the engine: in its call legs, and in the socket handles of its I/O
+queue (each leg's RTP and RTCP sockets, held a while after the leg ends, and
+the SIP transports' own). Pure: the caller passes the time and an
+``EngineLoad``, what the engine holds at that moment.
 """
 
 from __future__ import annotations
@@ -25,30 +28,77 @@ from enum import StrEnum
 REPEAT_WINDOW_S = 32.0  # 64*T1: how long a UAC may retransmit an INVITE (RFC 3261 17.1.1.2)
 PROBE_LEGS = 3  # a call probe's leg, plus a customer's call and its first ring
 LEGS_TO_RING = 2  # a caller's leg and one leg to ring
+MEDIA_SOCKETS = 2  # each leg's RTP and RTCP sockets, in the engine's I/O queue
+# pjlib keeps a closed socket's key 500 ms before another socket may take it
+# (PJ_IOQUEUE_KEY_FREE_DELAY). pjsua closes a leg's sockets before it reports
+# the leg's end, so a leg ended less than this long ago may still hold its two
+# (50 ms of slack for pjlib's clock).
+HELD_AFTER_END_S = 0.55
+HANDLE_MARGIN = 3  # handles never planned for: a DNS query, a late TCP connection
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLoad:
+    """What the SIP engine holds at one moment (the adapter's snapshot).
+
+    Attributes:
+        legs: live call legs, calls' and probes' together.
+        ended: when legs ended lately (the loop's clock): their media sockets
+            are still held (``HELD_AFTER_END_S``).
+        sip_handles: the SIP transports' sockets and the TCP/TLS connections
+            known to be open.
+    """
+
+    legs: int
+    ended: tuple[float, ...] = ()
+    sip_handles: int = 1
+
+    def handles(self, now: float) -> int:
+        """Socket handles taken in the engine's I/O queue at ``now``."""
+        held = sum(1 for at in self.ended if now - at < HELD_AFTER_END_S)
+        return self.sip_handles + MEDIA_SOCKETS * (self.legs + held)
+
 
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """How the call legs are shared (docs/limits.md).
+    """How the engine's call legs and socket handles are shared (docs/limits.md).
 
-    ``legs``: the legs calls may use, inbound and outbound together
-    (``EngineLimits.call_legs``, read from the engine at start: its slots but
-    the one kept free so that every INVITE reaches the gate).
+    Attributes:
+        legs: the legs calls may use, inbound and outbound together
+            (``EngineLimits.call_legs``, read from the engine at start: its
+            slots but the one kept free so that every INVITE reaches the gate).
+        handles: the socket handles of the engine's I/O queue
+            (``EngineLimits.io_handles``: 64 in the wheel's select() queue);
+            pjlib aborts the process when a socket finds none free. None: the
+            engine does not say (an epoll build of ours has 1024), and only
+            legs are counted.
     """
 
     legs: int
+    handles: int | None = None
 
-    def room_for_caller(self, legs_in_use: int) -> bool:
-        """A new caller's inbound leg fits."""
-        return legs_in_use < self.legs
+    def room_for_caller(self, load: EngineLoad, now: float) -> bool:
+        """A new caller's inbound leg fits, with the sockets of its first ring.
 
-    def room_for_leg(self, legs_in_use: int) -> bool:
+        Short of handles, the gate's stateless 480 costs nothing; a caller
+        let in would spend two sockets only to be answered 503.
+        """
+        return load.legs < self.legs and self._sockets_for(LEGS_TO_RING, load, now)
+
+    def room_for_leg(self, load: EngineLoad, now: float) -> bool:
         """One more outgoing leg fits."""
-        return legs_in_use < self.legs
+        return load.legs < self.legs and self._sockets_for(1, load, now)
 
-    def room_for_probe(self, legs_in_use: int) -> bool:
+    def room_for_probe(self, load: EngineLoad, now: float) -> bool:
         """A call probe leaves room for a customer's call and its first ring."""
-        return self.legs - legs_in_use >= PROBE_LEGS
+        return self.legs - load.legs >= PROBE_LEGS and self._sockets_for(PROBE_LEGS, load, now)
+
+    def _sockets_for(self, legs: int, load: EngineLoad, now: float) -> bool:
+        if self.handles is None:
+            return True
+        wanted = load.handles(now) + MEDIA_SOCKETS * legs + HANDLE_MARGIN
+        return wanted <= self.handles
 
     def room_in_pool(self, inbound: int, outbound: int, *, last_resort: bool) -> bool:
         """Whether a worker behind the edge takes one more caller (docs/scaling.md).
@@ -132,16 +182,16 @@ class Admission:
     _recent: dict[str, deque[float]] = field(default_factory=dict)
     _turned_away: dict[str, float] = field(default_factory=dict)  # SIP Call-ID -> when
 
-    def screen(self, source: str, sip_call_id: str, legs_in_use: int, now: float) -> Screening:
+    def screen(self, source: str, sip_call_id: str, load: EngineLoad, now: float) -> Screening:
         """Sort one INVITE (see the module docstring); count the strangers and floods."""
-        screening = self._screen(source, sip_call_id, legs_in_use, now)
+        screening = self._screen(source, sip_call_id, load, now)
         if screening in {Screening.STRANGER, Screening.FLOOD}:
             self.refused.note(now)
         elif screening.turned_away:
             self._turned_away[sip_call_id] = now
         return screening
 
-    def _screen(self, source: str, sip_call_id: str, legs_in_use: int, now: float) -> Screening:
+    def _screen(self, source: str, sip_call_id: str, load: EngineLoad, now: float) -> Screening:
         if source not in self.sources:
             return Screening.STRANGER
         if self._repeated(sip_call_id, now):
@@ -150,7 +200,7 @@ class Admission:
             return Screening.FLOOD
         if not self.accepting:
             return Screening.STOPPING
-        if not self.capacity.room_for_caller(legs_in_use):
+        if not self.capacity.room_for_caller(load, now):
             return Screening.FULL
         return Screening.ADMIT
 

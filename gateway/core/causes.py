@@ -26,6 +26,8 @@ class Outcome(StrEnum):
 
 
 FAILURES: frozenset[Outcome] = frozenset(Outcome) - {Outcome.ANSWERED}
+CONGESTION_Q850 = 42  # "switching equipment congestion": the gateway's own capacity
+RETRY_AFTER_S = 30  # told to a caller the gateway turns away for capacity
 
 _BY_STATUS: dict[int, Outcome] = {
     404: Outcome.UNASSIGNED,
@@ -130,9 +132,16 @@ def _outcome_of_status(status: int) -> Outcome:
 
 def failed_locally() -> Classified:
     """A leg that never left: pjsua would not send its INVITE (a URI it cannot
-    dial, no transport for it) or no call leg was free. The target was not
-    reached, so failover treats it like any unreachable one."""
+    dial, no transport for it). The target was not reached, so failover
+    treats it like any unreachable one."""
     return Classified(Outcome.UNREACHABLE, None, None)
+
+
+def over_capacity() -> Classified:
+    """A leg not rung because no call leg or socket was free: unreachable for
+    failover, and the gateway's own congestion (a caller it ends for this is
+    told to retry)."""
+    return Classified(Outcome.UNREACHABLE, None, CONGESTION_Q850)
 
 
 def no_final_response(code: int | None) -> Classified:

@@ -14,15 +14,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from gateway.core.admission import Screening
+from gateway.core.causes import CONGESTION_Q850, RETRY_AFTER_S
 from gateway.core.events import CallAdmitted, CallRefused
 from gateway.core.plan import Plan, VoicemailPlan
 
 if TYPE_CHECKING:
-    from gateway.core.admission import Capacity
+    from gateway.core.admission import Capacity, EngineLoad
 
-RETRY_AFTER_S = 30  # told to a caller refused for capacity
 CLOSED_Q850 = 31  # "normal, unspecified": the business is closed, nothing failed
-CONGESTION_Q850 = 42  # "switching equipment congestion"
 STATELESS_CODE = 480  # what pjsua's account selection answers when it finds no account
 
 
@@ -35,13 +34,16 @@ class Refusal(StrEnum):
     STOPPING = "stopping"  # the gateway is shutting down
 
 
-def verdict(plan: Plan | None, legs_in_use: int, capacity: Capacity) -> CallAdmitted | CallRefused:
-    """The fate of a call whose inbound leg exists (``legs_in_use`` counts it).
+def verdict(
+    plan: Plan | None, load: EngineLoad, now: float, capacity: Capacity
+) -> CallAdmitted | CallRefused:
+    """The fate of a call whose inbound leg exists (``load`` counts it).
 
     Args:
         plan: the plan of the route that takes the call, None for no route.
-        legs_in_use: call legs in use now, this call's own included.
-        capacity: how the engine's legs are shared.
+        load: what the engine holds now, this call's own leg included.
+        now: the loop's clock (held sockets expire on it).
+        capacity: how the engine's legs and sockets are shared.
     """
     if plan is None:
         return CallRefused(Refusal.NO_ROUTE, 404, 1)
@@ -49,7 +51,7 @@ def verdict(plan: Plan | None, legs_in_use: int, capacity: Capacity) -> CallAdmi
         # Closed on purpose and no voicemail: "not now", not the 503 of a
         # gateway that failed to reach anyone.
         return CallRefused(Refusal.CLOSED, 480, CLOSED_Q850)
-    if not capacity.room_for_leg(legs_in_use) and not _has_voicemail(plan):
+    if not capacity.room_for_leg(load, now) and not _has_voicemail(plan):
         # Nothing to ring with and no voicemail to fall back on. With a
         # voicemail step the rings fail at once and the caller leaves a
         # message: voicemail needs no leg of its own.

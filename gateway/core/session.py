@@ -52,7 +52,7 @@ from gateway.core.actions import (
     SendRinging,
     StartVoicemail,
 )
-from gateway.core.causes import Outcome, response_for
+from gateway.core.causes import CONGESTION_Q850, RETRY_AFTER_S, Outcome, response_for
 from gateway.core.events import (
     CallAdmitted,
     CallerHungUp,
@@ -313,7 +313,10 @@ class CallSession:
         outcome = last.outcome if last is not None and last.outcome else Outcome.UNREACHABLE
         code, cause = response_for(outcome)
         q850 = last.q850 if last is not None and last.q850 else cause
-        return self._end("failed", now, [Refuse(code, q850)], outcome=outcome, sip_code=code,
+        # A leg the gateway could not ring for want of capacity: the caller may retry soon.
+        ours = last is not None and last.sip_code is None and q850 == CONGESTION_Q850
+        refuse = Refuse(code, q850, RETRY_AFTER_S if ours else None)
+        return self._end("failed", now, [refuse], outcome=outcome, sip_code=code,
                          q850=q850)  # fmt: skip
 
     def _end(  # noqa: PLR0913 - the call.ended fields, each optional

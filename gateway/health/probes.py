@@ -35,7 +35,6 @@ from gateway.core.events import LegAnswered, LegEnded, LegFailed, LegProgress
 from gateway.core.health import Evidence, ProbeResult, Source
 from gateway.core.rules_values import EARLY_MEDIA_TIMEOUT_S
 from gateway.core.session import LEG_TABLE
-from gateway.core.sit import outcome_of
 from gateway.core.step import LegRecord, LegState, provisional_cue
 from gateway.sip.signals import SitSignal
 
@@ -116,6 +115,8 @@ class Prober:
     def _heard_sit(self, probe: _ProbeLeg, sig: SitSignal) -> None:
         if probe.future.done():
             return
+        from gateway.core.sit import outcome_of  # noqa: PLC0415 - loaded with the first tap
+
         logger.info("call probe {}: {}", sig.leg, sig.tone.describe())
         self.engine.stop_leg(sig.leg)
         self._resolve(probe, outcome_of(sig.tone.code, probe.sit_itu), None)
@@ -148,7 +149,8 @@ class Prober:
 
     def can_call(self) -> bool:
         """True when a call probe would leave room for a customer's call."""
-        return self.capacity.room_for_probe(self.engine.legs_in_use())
+        now = self.loop.time()
+        return self.capacity.room_for_probe(self.engine.load(now), now)
 
     async def call(
         self, target: Dial, *, wait_s: float = 20.0,

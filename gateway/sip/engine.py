@@ -54,6 +54,7 @@ from gateway.sip.transports import ANY_HOST, create_transports
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from gateway.core.admission import EngineLoad
     from gateway.core.plan import Dial
     from gateway.core.session import CallInfo
     from gateway.sip.limits import EngineLimits
@@ -175,6 +176,10 @@ class SipEngine:
         self.media = CallMedia(self.registry, self.answer, self.hang_up_caller)
         self.taps = LegTaps(self.registry)
         self.listen: str = ""
+        # The SIP transports' sockets, and the TCP/TLS connections when the
+        # pump has found them (it sets this): handles of the engine's I/O queue.
+        self.sip_handles_min = 1 if settings.trunk.transport == "udp" else 2
+        self.sip_handles = self.sip_handles_min
         self._codec_order: dict[str, int] = {}
         trunk = settings.trunk
         self._policy = Policy(trunk.present, trunk.assert_identity, trunk.redirect_header)
@@ -317,6 +322,10 @@ class SipEngine:
     def legs_in_use(self) -> int:
         return self.registry.in_use()
 
+    def load(self, now: float) -> EngineLoad:
+        """What the engine holds at ``now`` (the loop's clock), for the core's ``Capacity``."""
+        return self.registry.load(now, self.sip_handles)
+
     def ring(self, leg: str, target: Dial, call_info: CallInfo | None = None,
              caller: str | None = None) -> None:  # fmt: skip
         """INVITE a target; a local failure comes back as an unreachable leg.
@@ -343,6 +352,7 @@ class SipEngine:
             call.makeCall(uri, prm)
         except pj.Error as err:
             self.registry.outbound.pop(leg, None)
+            self.registry.note_end()  # its media sockets, if made, are held too
             logger.warning("leg {} to {} failed locally: {}", leg, target.label, err.info())
             failed = failed_locally()
             event = LegFailed(leg, failed.outcome, failed.sip_code, failed.q850)

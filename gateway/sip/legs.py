@@ -16,12 +16,15 @@ pjsua2 traps this module is built around (pjsua2 2.15 ``call.cpp``):
 from __future__ import annotations
 
 import functools
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 import pjsua2 as pj
 from loguru import logger
 
+from gateway.core.admission import HELD_AFTER_END_S, EngineLoad
 from gateway.core.causes import classify, no_final_response
 from gateway.core.events import CallerHungUp, Event, LegAnswered, LegEnded, LegFailed, LegProgress
 from gateway.sip import message
@@ -51,14 +54,32 @@ def guarded(func: Callable[P, None]) -> Callable[P, None]:
 
 @dataclass
 class LegRegistry:
-    """Every live pjsua2 Call, by our id, until its DISCONNECTED callback."""
+    """Every live pjsua2 Call, by our id, until its DISCONNECTED callback.
+
+    It also keeps when legs ended, on the loop's clock (CLOCK_MONOTONIC,
+    like ``time.monotonic``): pjlib holds a closed socket for 500 ms before
+    its handle can be reused, so an ended leg's RTP and RTCP sockets still
+    count against the engine's I/O queue (gateway/core/admission.py).
+    """
 
     inbound: dict[str, InboundLeg] = field(default_factory=dict)
     outbound: dict[str, OutboundLeg] = field(default_factory=dict)
     signals: list[Signal] = field(default_factory=list)
+    ended: deque[float] = field(default_factory=deque)
+    clock: Callable[[], float] = time.monotonic
 
     def in_use(self) -> int:
         return len(self.inbound) + len(self.outbound)
+
+    def note_end(self) -> None:
+        """A leg ended now: its media sockets are held a while yet."""
+        self.ended.append(self.clock())
+
+    def load(self, now: float, sip_handles: int) -> EngineLoad:
+        """What the engine holds at ``now``: live legs, legs ended lately, SIP sockets."""
+        while self.ended and now - self.ended[0] >= HELD_AFTER_END_S:
+            self.ended.popleft()
+        return EngineLoad(self.in_use(), tuple(self.ended), sip_handles)
 
     def emit(self, signal: Signal) -> None:
         self.signals.append(signal)
@@ -139,6 +160,7 @@ class InboundLeg(_Leg):
         del prm
         if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.registry.inbound.pop(self.call_id, None)  # last reference: see module doc
+            self.registry.note_end()
             self.registry.emit(CallerSignal(self.call_id, CallerHungUp()))
 
     @guarded
@@ -181,6 +203,7 @@ class OutboundLeg(_Leg):
             self.registry.emit(LegSignal(self.leg, LegAnswered(self.leg)))
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.registry.outbound.pop(self.leg, None)  # last reference: see module doc
+            self.registry.note_end()
             self.registry.emit(LegSignal(self.leg, self._ending(info, prm)))
 
     @guarded

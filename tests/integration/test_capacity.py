@@ -20,6 +20,7 @@ from rulesets import one_phone
 
 from gateway.sip.engine_limits import planned_limits
 from gateway.sip.limits import WHEEL
+from gateway.status.calllog import CallLog
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -82,3 +83,55 @@ def test_a_caller_with_no_leg_to_ring_leaves_a_voicemail(
     gateway.assert_clean_exit()
     assert '"kind": "voicemail"' in gateway.log
     assert len(phone.collect().received("INVITE")) == 1, "the phone was rung for the second caller"
+
+
+SERIAL_CALLS = 150
+SERIAL_RATE = 25  # calls/s, one after another: past what the engine's sockets allow
+
+
+def test_calls_one_after_another_past_the_socket_budget_are_refused_never_aborted(
+    sipp: SippFactory, gateway_dir: Path
+) -> None:
+    """Each leg's RTP and RTCP sockets are held 500 ms after it ends: at 25
+    calls/s that fail over at once (404, then 486), the 64 handles of pjsua's
+    I/O queue run out unless the gateway counts them. It refuses instead."""
+    dead = sipp("phone_reject", keys={"code": 404}, calls=None, timeout_s=90).start()
+    busy = sipp("phone_reject", keys={"code": 486}, calls=None, timeout_s=90).start()
+    rules = f"""version: 1
+targets:
+  dead: {{uri: "sip:dead@{dead.address}"}}
+  busy: {{uri: "sip:busy@{busy.address}"}}
+routes:
+  - name: main-line
+    match: {{to: "+3225550100"}}
+    steps:
+      - {{ring: dead, timeout: 5s, failover_on: [unassigned]}}
+      - {{ring: busy, timeout: 5s}}
+"""
+    # Past the per-source rate, INVITEs are counted as a flood, not logged: not this test's.
+    rate = {"SIP_FAILOVER_SIP__MAX_CALLS_PER_SOURCE_PER_MINUTE": str(SERIAL_CALLS * 2)}
+    with GatewayProcess(gateway_dir, rules, env=rate) as gateway:
+        burst = sipp("caller_refused", remote=gateway.address, calls=SERIAL_CALLS,
+                     timeout_s=60, extra=("-r", str(SERIAL_RATE))).start().wait()  # fmt: skip
+        assert gateway.is_alive(timeout=5.0), f"the gateway died\n{gateway.describe()}"
+        after = sipp("caller_refused", remote=gateway.address).start().wait()
+        assert after.final_response().status == 486, after.describe()  # it still serves calls
+    gateway.assert_clean_exit()
+    finals = [m for m in burst.received() if m.status and m.status >= 300
+              and m.cseq_method == "INVITE"]  # fmt: skip
+    assert len({m.header("Call-ID") for m in finals}) == SERIAL_CALLS, burst.describe()
+    codes = Counter(m.status for m in finals)
+    assert set(codes) <= {486, 480, 503}, codes  # the busy phone's answer, or a refusal
+    assert all(m.header("Retry-After") for m in finals if m.status == 503), burst.describe()
+    assert all(m.q850_cause is None for m in finals if m.status == 480), "480 not the gate's"
+    print(f"{SERIAL_CALLS} calls at {SERIAL_RATE}/s: {dict(codes)}")
+    log = CallLog(gateway.workdir / "state" / "calls.sqlite3", read_only=True)
+    try:
+        records = log.calls()
+    finally:
+        log.close()
+    assert len(records) == SERIAL_CALLS + 1, Counter((r.result, r.reason) for r in records)
+    # Turned away (480, or 503 before any ring), or a ring the gateway could not make (503).
+    turned_away = Counter(r.result for r in records if r.reason == "over_capacity"
+                          or (r.result, r.q850) == ("failed", 42))  # fmt: skip
+    assert sum(turned_away.values()) == codes[480] + codes[503], (codes, turned_away)

@@ -24,7 +24,7 @@ from gateway.core.actions import (
     SendRinging,
     StartVoicemail,
 )
-from gateway.core.admission import Capacity
+from gateway.core.admission import Capacity, EngineLoad
 from gateway.core.causes import FAILURES, Outcome, classify
 from gateway.core.events import (
     CallerHungUp,
@@ -105,7 +105,8 @@ class CallDriver:
 
     def arrive(self, legs_in_use: int = 1, capacity: Capacity | None = None) -> list[Action]:
         """The call arrives; the intake decides with its plan and the legs in use."""
-        verdict = intake.verdict(self.plan, legs_in_use, capacity or Capacity(3))
+        verdict = intake.verdict(self.plan, EngineLoad(legs_in_use), self.now,
+                                 capacity or Capacity(3))  # fmt: skip
         return self._took(self.session.handle(verdict, self.now), ())
 
     def send(self, event: Event) -> list[Action]:

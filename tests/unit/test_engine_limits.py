@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 from test_status_schemas import errors, schema
 
-from gateway.core.admission import Admission, Capacity, Screening
+from gateway.core.admission import Admission, Capacity, EngineLoad, Screening
 from gateway.core.intake import CallAdmitted, CallRefused, verdict
 from gateway.core.plan import plan_call
 from gateway.core.rules import RulesError
@@ -90,15 +90,16 @@ def test_check_plans_with_the_installed_engine_not_a_constant(
 def test_a_third_caller_is_admitted_while_two_calls_are_bridged(ring_five: Path) -> None:
     bridged_twice = 4  # two callers, each bridged to one phone
     eight = Admission(frozenset({TRUNK}), Capacity(EIGHT.call_legs))
-    assert eight.screen(TRUNK, "third", bridged_twice, now=0.0) is Screening.ADMIT
-    assert eight.screen(TRUNK, "full", EIGHT.call_legs, now=1.0) is Screening.FULL
+    assert eight.screen(TRUNK, "third", EngineLoad(bridged_twice), now=0.0) is Screening.ADMIT
+    assert eight.screen(TRUNK, "full", EngineLoad(EIGHT.call_legs), now=1.0) is Screening.FULL
     wheel = Admission(frozenset({TRUNK}), Capacity(WHEEL.call_legs))
-    assert wheel.screen(TRUNK, "third", bridged_twice, now=0.0) is Screening.FULL
+    assert wheel.screen(TRUNK, "third", EngineLoad(bridged_twice), now=0.0) is Screening.FULL
     # Once its own leg exists, the third caller still has legs to ring with.
     rules = load_rules(ring_five, call_legs=EIGHT.call_legs)
     plan = plan_call(rules, "+3225550100", "+32470111111", datetime.now(UTC), {})
-    assert isinstance(verdict(plan, bridged_twice + 1, Capacity(EIGHT.call_legs)), CallAdmitted)
-    refused = verdict(plan, WHEEL.call_legs, Capacity(WHEEL.call_legs))
+    third = EngineLoad(bridged_twice + 1)
+    assert isinstance(verdict(plan, third, 0.0, Capacity(EIGHT.call_legs)), CallAdmitted)
+    refused = verdict(plan, EngineLoad(WHEEL.call_legs), 0.0, Capacity(WHEEL.call_legs))
     assert isinstance(refused, CallRefused)
     assert refused.sip_code == 503
 
@@ -110,7 +111,7 @@ def test_a_third_caller_is_admitted_while_two_calls_are_bridged(ring_five: Path)
 def test_a_call_probe_runs_while_it_leaves_room_for_a_call(
     limits: EngineLimits, in_use: int, can: bool
 ) -> None:
-    engine = types.SimpleNamespace(legs_in_use=lambda: in_use)
+    engine = types.SimpleNamespace(load=lambda _now: EngineLoad(in_use))
     capacity = Capacity(limits.call_legs)
     prober = Prober(engine, asyncio.new_event_loop(), capacity)  # type: ignore[arg-type]
     try:

@@ -20,7 +20,7 @@ from gateway.core.actions import (
     SendRinging,
     StartVoicemail,
 )
-from gateway.core.causes import FAILURES, Outcome, classify, response_for
+from gateway.core.causes import FAILURES, Outcome, classify, over_capacity, response_for
 from gateway.core.events import LegAnswered, LegEnded, LegFailed, LegProgress, VoicemailEnded
 from gateway.core.plan import Dial, Plan, RingMode, RingPlan
 from gateway.core.session import CallState
@@ -185,6 +185,20 @@ def test_failover_to_nowhere_is_reported_before_the_refusal() -> None:
     assert call.events(actions) == ["call.leg", "call.failover", "call.ended"]
     assert call.event("call.failover")["to"] is None
     assert call.refusal() == Refuse(404, 1)
+
+
+def test_a_last_leg_not_rung_for_want_of_capacity_tells_the_caller_to_retry() -> None:
+    call = started(ring("office", failover_on=["unassigned"]), ring("anna"))
+    call.fail("office", 404)
+    over = over_capacity()
+    call.send(LegFailed(call.leg("anna"), over.outcome, over.sip_code, over.q850))
+    assert call.refusal() == Refuse(503, 42, 30)
+
+
+def test_a_far_end_congested_is_no_reason_to_say_retry_after() -> None:
+    call = started(ring("office"))
+    call.fail("office", 503, "Q.850;cause=42")
+    assert call.refusal() == Refuse(503, 42)
 
 
 # -- timers ------------------------------------------------------------------------

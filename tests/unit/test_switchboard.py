@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.admission import Admission, Capacity
+from gateway.core.admission import Admission, Capacity, EngineLoad
 from gateway.core.causes import failed_locally
 from gateway.core.events import LegAnswered, LegEnded, LegFailed
 from gateway.core.rules import parse_rules
@@ -50,6 +50,7 @@ class FakeEngine:
     signals: list[object] = field(default_factory=list)
     done: list[tuple[Any, ...]] = field(default_factory=list)
     fail_to_send: set[str] = field(default_factory=set)  # target names pjsua will not dial
+    ended: list[float] = field(default_factory=list)  # when legs ended (their sockets held)
     _ids: int = 0
 
     def poll(self) -> list[object]:
@@ -58,6 +59,9 @@ class FakeEngine:
 
     def legs_in_use(self) -> int:
         return self.legs
+
+    def load(self, now: float) -> EngineLoad:
+        return EngineLoad(self.legs, tuple(self.ended))
 
     def new_call_id(self) -> str:
         self._ids += 1
@@ -118,7 +122,7 @@ class Board:
 def board(legs: int = 0) -> Board:
     engine = FakeEngine(legs=legs)
     events: list[tuple[str, dict[str, Any]]] = []
-    admission = Admission(frozenset({TRUNK}), Capacity(3), per_minute=120)
+    admission = Admission(frozenset({TRUNK}), Capacity(3, 64), per_minute=120)
     rules = parse_rules(RULES, "rules.yaml")
     sb = Switchboard(engine, rules, admission, lambda k, d: events.append((k, d)),
                      asyncio.get_running_loop())  # fmt: skip
@@ -182,6 +186,17 @@ async def test_no_leg_left_and_no_voicemail_is_refused_503_retry_after() -> None
     await b.settled()
     (ended,) = b.of("call.ended")
     assert (ended["result"], ended["reason"]) == ("refused", "over_capacity")
+
+
+async def test_while_ended_legs_hold_the_sockets_callers_are_refused_not_rung() -> None:
+    b = board()
+    b.engine.ended = [b.switchboard.loop.time()] * 29  # 58 of pjsua's 64 handles held
+    assert b.switchboard.gate(offer()) is False  # the gate's stateless 480
+    b.incoming("c1")  # a caller let in just before: nothing rung, 503 + Retry-After
+    assert b.engine.done == [("refuse", "c1", 503, 42, 30)]
+    await b.settled()
+    ended = b.of("call.ended")
+    assert [(e["result"], e["reason"]) for e in ended] == [("refused", "over_capacity")] * 2
 
 
 async def test_a_box_that_cannot_take_a_message_refuses_480_and_the_call_failed() -> None:
