@@ -48,6 +48,7 @@ from gateway.core.rules_errors import (
 from gateway.core.rules_loop import LoopTestRule  # noqa: TC001 - pydantic reads it at run time
 from gateway.core.rules_mail import Alerts, GreetingCheck, Strict, VoicemailBox
 from gateway.core.rules_values import (
+    AFTER_ANSWER_S,
     EARLY_MEDIA_TIMEOUT_S,
     MODES,
     NUMBER_SCHEMA,
@@ -79,7 +80,6 @@ from gateway.core.rules_values import (
     unknown,
 )
 from gateway.core.schedule import is_open
-from gateway.core.sit import AFTER_ANSWER_S
 
 if TYPE_CHECKING:
     from datetime import datetime

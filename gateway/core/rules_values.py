@@ -287,6 +287,8 @@ def caller_matches(pattern: str, caller: str | None) -> bool:
 
 RING_TIMEOUT_S = 30.0  # how long a leg rings when the step does not say
 EARLY_MEDIA_TIMEOUT_S = 8.0  # how long a 183 announcement may last when the step does not say
+AFTER_ANSWER_S = 3.0  # a leg is listened to this long after its answer: some networks
+# answer, then play the tones (rules' sit.hold_answer holds the answer meanwhile)
 
 CALL_PROBE_EVERY_S = 900.0  # a call probe costs a leg (and maybe money): every 15 min
 OPTIONS_PROBE_EVERY_S = 60.0  # an OPTIONS probe costs nothing

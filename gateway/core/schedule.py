@@ -37,11 +37,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import holidays
-
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from types import ModuleType
     from zoneinfo import ZoneInfo
+
+    import holidays
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_SECONDS = 24 * 3600
@@ -117,13 +118,24 @@ def holiday_dates(schedule: Schedule, year: int) -> list[date]:
 
 @functools.lru_cache(maxsize=64)
 def _calendar(code: str) -> holidays.HolidayBase:
+    package = _holidays()
     country, _, subdivision = code.partition("-")
-    calendar = holidays.country_holidays(country, subdiv=subdivision or None)
+    calendar: holidays.HolidayBase = package.country_holidays(country, subdiv=subdivision or None)
     if _HOLIDAY_LANGUAGE in calendar.supported_languages:
-        calendar = holidays.country_holidays(
+        calendar = package.country_holidays(
             country, subdiv=subdivision or None, language=_HOLIDAY_LANGUAGE
         )
     return calendar
+
+
+def _holidays() -> ModuleType:
+    """The ``holidays`` package, imported when a schedule names a region.
+
+    Its calendars cost the process about 6 MB; most gateways' rules name none.
+    """
+    import holidays  # noqa: PLC0415 - see above
+
+    return holidays
 
 
 def is_open(schedule: Schedule, at: datetime, zone: ZoneInfo) -> bool:
@@ -178,7 +190,7 @@ def holiday_region(value: object) -> str:
     if match is None:
         raise ScheduleError(f"expected a country code like BE or DE-BY, got {value!r}", "holidays")
     country, subdivision = match.group(1).upper(), match.group(2)
-    known = holidays.list_supported_countries(include_aliases=False)
+    known = _holidays().list_supported_countries(include_aliases=False)
     if country not in known:
         raise ScheduleError(
             f"unknown country '{country}' (holidays are known for ISO 3166 codes like BE, DE, FR)",

@@ -68,8 +68,6 @@ _SECOND = {1370.6: "low", 1428.5: "high"}
 THIRD_HZ = 1776.7
 
 
-AFTER_ANSWER_S = 3.0  # a leg is listened to this long after its answer: some networks
-# answer, then play the tones (rules' sit.hold_answer holds the answer meanwhile)
 
 
 class SitCode(StrEnum):

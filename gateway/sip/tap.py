@@ -30,22 +30,31 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pjsua2 as pj
 from loguru import logger
 
 from gateway.core.events import LegAnswered, LegEnded, LegFailed
-from gateway.core.sit import AFTER_ANSWER_S, RATE, SitDetector, SitTone
+from gateway.core.rules_values import AFTER_ANSWER_S
 from gateway.sip.legs import audio_of
 from gateway.sip.signals import LegSignal, MediaChanged, SitSignal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from gateway.core.sit import SitDetector, SitTone
     from gateway.sip.legs import LegRegistry
     from gateway.sip.signals import Signal
 
 FRAME_S = 0.02  # pjmedia's conference bridge: 20 ms frames
+RATE = 8000  # the bridge's clock rate (engine.py ``clockRate``), the detector's too
+
+
+def _detector() -> SitDetector:
+    """A new SIT detector. The detector and numpy (about 13 MB of the
+    process) are imported when the first leg is tapped, not at start."""
+    from gateway.core.sit import SitDetector  # noqa: PLC0415 - see above
+
+    return SitDetector()
 
 
 class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
@@ -57,14 +66,17 @@ class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
         self.leg = ""
         self.loop = asyncio.get_running_loop()
         self._heard = heard
-        self._detector = SitDetector()
+        self._detector = _detector()
+        import numpy as np  # noqa: PLC0415 - loaded with the first tap (see _detector)
+
+        self._np = np
         self._frames = 0
         self.cpu_s = 0.0  # CPU time spent in this tap's callbacks (the media thread's)
 
     def listen(self, leg: str) -> None:
         """Start afresh on ``leg`` (a pooled tap serves one leg after another)."""
         self.leg = leg
-        self._detector = SitDetector()
+        self._detector = _detector()
         self._frames = 0
         self.cpu_s = 0.0
         self.closed = False  # last: the clock thread sees a whole new state
@@ -85,6 +97,7 @@ class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
         size = int(frame.size)
         if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO or size < 2:
             return
+        np = self._np
         samples = np.fromiter(frame.buf, dtype=np.uint8, count=size).view("<i2")
         tone = self._detector.feed(samples, at)
         self.cpu_s += time.thread_time() - started
@@ -124,8 +137,14 @@ class LegTaps:
             elif isinstance(signal, LegSignal) and isinstance(signal.event, LegAnswered):
                 self._listen_a_little_longer(signal.leg)
             elif isinstance(signal, LegSignal) and isinstance(signal.event, LegFailed | LegEnded):
-                self.stop(signal.leg)
-                self._decided.discard(signal.leg)
+                # After the switchboard has acted on this poll's signals: taking
+                # a tap out of the bridge (and its log line) must not delay the
+                # next INVITE of a failover.
+                asyncio.get_running_loop().call_soon(self._forget, signal.leg)
+
+    def _forget(self, leg: str) -> None:
+        self.stop(leg)
+        self._decided.discard(leg)
 
     def _attach(self, leg: str) -> None:
         call = self.registry.outbound.get(leg)
