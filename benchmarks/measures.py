@@ -8,14 +8,17 @@ packets of one call never interleave with the next one's.
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 from pathlib import Path
 
 from failover_latency import percentile, read_pcap
 
 Packet = tuple[float, int, int, bytes]  # time, source port, destination port, UDP payload
 
-__all__ = ["Packet", "failover_delays", "outage_delays", "read_pcap", "rtp_payload_types",
-           "stats", "tree_cpu_seconds", "tree_pids", "tree_pss_mb"]  # fmt: skip
+__all__ = ["Packet", "caller_finals", "failover_delays", "invite_rate", "outage_delays",
+           "read_pcap", "rtp_payload_types", "stats", "tree_cpu_seconds", "tree_pids",
+           "tree_pss_mb"]  # fmt: skip
 
 
 def failover_delays(packets: list[Packet], system: int, main: int, backup: int) -> list[float]:
@@ -28,6 +31,35 @@ def failover_delays(packets: list[Packet], system: int, main: int, backup: int) 
             out.append(stamp - pending)
             pending = None
     return out
+
+
+_CALL_ID = re.compile(rb"^(?:Call-ID|i)\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+_CSEQ_INVITE = re.compile(rb"^CSeq\s*:\s*\d+\s+INVITE", re.IGNORECASE | re.MULTILINE)
+
+
+def caller_finals(packets: list[Packet], system: int, caller: int) -> Counter[int]:
+    """The final answers ``system`` gave the caller's INVITEs: status -> calls (once per call)."""
+    finals: dict[bytes, int] = {}
+    for _, sport, dport, payload in packets:
+        if sport != system or dport != caller or not payload.startswith(b"SIP/2.0 "):
+            continue
+        status = int(payload[8:11])
+        call_id = _CALL_ID.search(payload)
+        if status >= 200 and call_id and _CSEQ_INVITE.search(payload):
+            finals.setdefault(call_id.group(1), status)
+    return Counter(finals.values())
+
+
+def invite_rate(packets: list[Packet], caller: int, system: int) -> float:
+    """New INVITEs per second the caller really sent (SIPp, one call at a time, may lag)."""
+    first: dict[bytes, float] = {}
+    for stamp, sport, dport, payload in packets:
+        if sport == caller and dport == system and payload.startswith(b"INVITE "):
+            call_id = _CALL_ID.search(payload)
+            if call_id:
+                first.setdefault(call_id.group(1), stamp)
+    times = sorted(first.values())
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
 
 
 def outage_delays(packets: list[Packet], system: int, caller: int, backup: int,

@@ -45,6 +45,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _ramp(rates: list[dict[str, Any]]) -> list[str]:
+    """The rate ramp: what the callers got at each rate (status: calls)."""
+    if not rates:
+        return []
+    clean = [r["sent_per_s"] for r in rates if r["clean"]]
+    highest = max(clean) if clean else "none"
+    lines = [f"Serial failover calls at rising rates (highest clean: {highest} calls/s sent):",
+             "", "| calls/s asked / sent | final answers (status: calls) | gateway alive after |",
+             "| --- | --- | --- |"]  # fmt: skip
+    lines += [f"| {r['rate']} / {r['sent_per_s']} | {r['finals']} | "
+              f"{'yes' if r['alive'] else 'NO'} |" for r in rates]  # fmt: skip
+    return [*lines, ""]
+
+
 def markdown(results: dict[str, Any], png: str) -> str:
     gw, kam, run = results["gateway"], results["kamailio"], results["run"]
     lines = [
@@ -67,6 +81,7 @@ def markdown(results: dict[str, Any], png: str) -> str:
         f"{gw['rtp_payload_types']['caller_to_gateway']} / "
         f"{gw['rtp_payload_types']['gateway_to_backup']} | (media not relayed) |",
         "",
+        *_ramp(gw.get("call_rates", [])),
         f"![latency distributions]({png})",
         "",
     ]

@@ -15,7 +15,10 @@ after the other (``-l 1``). Each burst has its own tcpdump capture on ``lo``
 - idle CPU and memory (PSS from /proc/PID/smaps_rollup, summed over
   Kamailio's processes), fresh and after the calls; CPU under load;
 - leak_percent: the gateway's PSS after ``--leak-calls`` calls against after
-  300 (idle, settled).
+  300 (idle, settled);
+- call_rates: the gateway alone, ``--ramp-calls`` serial failover calls at
+  each of RAMP_RATES calls/s: the callers' final answers, whether it was
+  clean (all answered), and whether the gateway still answered afterwards.
 
 Writes benchmarks/results/<date>.json, <date>.md and <date>.png (matplotlib:
 ``pip install --group bench``). Needs root (tcpdump), sipp and kamailio.
@@ -43,7 +46,9 @@ sys.path.insert(0, str(HERE))
 from gateway_process import GatewayProcess  # noqa: E402
 from kamailio import Kamailio  # noqa: E402
 from measures import (  # noqa: E402
+    caller_finals,
     failover_delays,
+    invite_rate,
     outage_delays,
     read_pcap,
     rtp_payload_types,
@@ -57,10 +62,12 @@ from sipp import Sipp, free_media_port, free_udp_port, port_listening  # noqa: E
 RESULTS = HERE / "results"
 FAILOVER_NUMBER = "+3225550100"
 OUTAGE_NUMBER = "+3225550200"
-# Calls per second asked of SIPp (-l 1 keeps one call at a time). At 20/s the
-# gateway runs out of pjsua's 64 socket handles (each leg's RTP and RTCP sockets
-# are held 500 ms after it ends) and aborts: see docs/limits.md.
+# Calls per second asked of SIPp (-l 1 keeps one call at a time). Past about
+# 15/s the sockets each leg holds for 500 ms after it ends fill pjsua's 64
+# handles, and the gateway refuses callers (480 at the gate, 503 + Retry-After)
+# rather than abort (docs/limits.md, "Socket handles"); the rate ramp shows it.
 RATE = 10
+RAMP_RATES = (10, 15, 20, 25, 30)  # calls/s of the rate ramp, one call at a time
 
 
 def rules(main: int, backup: int, dead: int) -> str:
@@ -126,7 +133,8 @@ class Bench:
             return self.gateway.port, self.gateway.process.pid
         return self.kamailio.port, self.kamailio.pid
 
-    def burst(self, name: str, number: str, calls: int) -> tuple[list[Any], int, float]:
+    def burst(self, name: str, number: str, calls: int, rate: int = RATE,
+              scenario: str = "caller_answered") -> tuple[list[Any], int, float]:  # fmt: skip
         """Place ``calls`` calls to ``number`` through a system, captured.
 
         Returns:
@@ -150,10 +158,10 @@ class Bench:
         time.sleep(1.0)
         cpu0, t0 = tree_cpu_seconds(pid), time.monotonic()
         try:
-            caller = Sipp("caller_answered", self.work, port=caller_port, media_port=caller_media,
+            caller = Sipp(scenario, self.work, port=caller_port, media_port=caller_media,
                           remote=f"127.0.0.1:{port}", calls=calls,
                           keys={"hold_ms": 20, "dial": number},
-                          timeout_s=calls + 120, extra=("-l", "1", "-r", str(RATE)))  # fmt: skip
+                          timeout_s=calls + 120, extra=("-l", "1", "-r", str(rate)))  # fmt: skip
             result = caller.start().wait()
         finally:
             load = (tree_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
@@ -186,7 +194,7 @@ class Bench:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="sip-failover-side-by-side-"))
-    bench = Bench(work, args.leak_calls + 2 * args.calls)
+    bench = Bench(work, args.leak_calls + 2 * args.calls + len(RAMP_RATES) * args.ramp_calls)
     out: dict[str, Any] = {"gateway": {}, "kamailio": {}}
     delays: dict[str, dict[str, list[float]]] = {s: {"failover": [], "known_outage": [],
                                                      "known_outage_ringing": []}
@@ -227,6 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             remaining -= chunk
         time.sleep(3)
         after = bench.idle(args.idle)
+        out["gateway"]["call_rates"] = rate_ramp(bench, args.ramp_calls)
     finally:
         exit_code = bench.stop()
     for name in out:
@@ -251,6 +260,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def rate_ramp(bench: Bench, calls: int) -> list[dict[str, Any]]:
+    """Serial failover calls at rising rates through the gateway: what each caller got.
+
+    Past the engine's socket budget the gateway refuses (480 at its gate, 503
+    with Retry-After); the ramp stops at the first rate it did not survive.
+    """
+    port = bench.system("gateway")[0]
+    counted = dict(bench.calls), dict(bench.failed)  # the ramp's own calls are not counted
+    ramp: list[dict[str, Any]] = []
+    for rate in RAMP_RATES:
+        packets, caller, _ = bench.burst("gateway", FAILOVER_NUMBER, calls, rate,
+                                         "caller_answered_or_refused")  # fmt: skip
+        finals = caller_finals(packets, port, caller)
+        alive = bench.gateway.is_alive(timeout=5.0)
+        ramp.append({"rate": rate, "sent_per_s": round(invite_rate(packets, caller, port), 1),
+                     "finals": {str(k): v for k, v in sorted(finals.items())},
+                     "clean": set(finals) == {200}, "alive": alive})  # fmt: skip
+        if not alive:
+            break
+    bench.calls, bench.failed = counted
+    return ramp
+
+
 def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -271,6 +303,7 @@ def main() -> int:
     parser.add_argument("--outage-calls", type=int, default=300)
     parser.add_argument("--leak-calls", type=int, default=3000, help="the gateway's calls in all")
     parser.add_argument("--idle", type=float, default=20.0, help="idle window, seconds")
+    parser.add_argument("--ramp-calls", type=int, default=150, help="calls at each ramp rate")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     load_before = os.getloadavg()
