@@ -206,6 +206,11 @@ class Gateway:
                 self.keeper.announce()
                 self.engine.start()
                 self.notify("engine.limits", self.engine.limits.as_dict())
+                # The I/O queue's handles are known once the engine runs: from
+                # here on, every caller, ring and probe counts them.
+                limits = self.engine.limits
+                capacity = Capacity(limits.call_legs, limits.io_handles)
+                self.admission.capacity = self.prober.capacity = capacity
                 if self.control is not None:
                     # Probes go through the engine: the monitor starts once it runs.
                     services.append(self.control.start_monitor(tasks))

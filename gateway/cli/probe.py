@@ -103,6 +103,7 @@ async def _probe_once(
     prober = Prober(engine, loop, Capacity(limits.call_legs, limits.io_handles))
     with _stdout_to_stderr():
         engine.start()
+    prober.capacity = Capacity(engine.limits.call_legs, engine.limits.io_handles)  # as kept
     pump = loop.create_task(_pump(engine, prober), name="probe.pump")
     try:
         if kind == "options":
