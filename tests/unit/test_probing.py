@@ -56,7 +56,8 @@ def test_jittered_intervals_stay_within_bounds(draw, jitter):
     assert 0 <= first <= QUARTER * jitter
     s.due(first, WALL)
     interval = s.next_deadline() - first
-    assert QUARTER * (1 - jitter) <= interval <= QUARTER * (1 + jitter)
+    slack = 1e-9 * QUARTER  # next - first rounds: the bounds hold to the last bits
+    assert QUARTER * (1 - jitter) - slack <= interval <= QUARTER * (1 + jitter) + slack
 
 
 def test_jitter_spreads_targets_that_start_together():
