@@ -114,8 +114,13 @@ routes:
         burst = sipp("caller_refused", remote=gateway.address, calls=SERIAL_CALLS,
                      timeout_s=60, extra=("-r", str(SERIAL_RATE))).start().wait()  # fmt: skip
         assert gateway.is_alive(timeout=5.0), f"the gateway died\n{gateway.describe()}"
-        after = sipp("caller_refused", remote=gateway.address).start().wait()
-        assert after.final_response().status == 486, after.describe()  # it still serves calls
+        # It still serves calls: once the last legs' sockets are free (held 500 ms
+        # by pjsip), a caller reaches the busy phone again. Bounded: 10 tries.
+        after = [sipp("caller_refused", remote=gateway.address).start().wait()]
+        while after[-1].final_response().status != 486 and len(after) < 10:
+            after.append(sipp("caller_refused", remote=gateway.address).start().wait())
+        tried = [a.final_response().status for a in after]
+        assert tried[-1] == 486, f"after the burst, callers got {tried}"
     gateway.assert_clean_exit()
     finals = [m for m in burst.received() if m.status and m.status >= 300
               and m.cseq_method == "INVITE"]  # fmt: skip
@@ -130,8 +135,10 @@ routes:
         records = log.calls()
     finally:
         log.close()
-    assert len(records) == SERIAL_CALLS + 1, Counter((r.result, r.reason) for r in records)
+    assert len(records) == SERIAL_CALLS + len(after), Counter((r.result, r.reason) for r in records)
     # Turned away (480, or 503 before any ring), or a ring the gateway could not make (503).
     turned_away = Counter(r.result for r in records if r.reason == "over_capacity"
                           or (r.result, r.q850) == ("failed", 42))  # fmt: skip
-    assert sum(turned_away.values()) == codes[480] + codes[503], (codes, turned_away)
+    refused_after = sum(1 for status in tried if status in {480, 503})
+    assert sum(turned_away.values()) == codes[480] + codes[503] + refused_after, (
+        codes, tried, turned_away)  # fmt: skip
