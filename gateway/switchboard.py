@@ -338,10 +338,13 @@ class Switchboard:
             logger.warning("leg {} to {} not rung: no call leg or socket free", leg, target.name)
             self.loop.call_soon(self._leg_over_capacity, leg)
             return
+        # Stamped as the INVITE leaves: before makeCall, which sends it and may
+        # return after the far end's answer was already logged elsewhere.
+        sent = time.time()
         self.engine.ring(leg, target, call.session.info)
-        # Logged after the call's events, stamped when the INVITE left; the
-        # line is built then too, not while a second ring of the step waits.
-        self.loop.call_soon(_log_ringing, call_id, target, time.time())
+        # Logged after the call's events; the line is built then too, not
+        # while a second ring of the step waits.
+        self.loop.call_soon(_log_ringing, call_id, target, sent)
 
     def _leg_over_capacity(self, leg: str) -> None:
         failed = over_capacity()
