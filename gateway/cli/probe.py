@@ -101,7 +101,7 @@ async def _probe_once(
     engine = SipEngine(settings, lambda _offer, _last_resort: False, limits)  # takes no call
     loop = asyncio.get_running_loop()
     prober = Prober(engine, loop, Capacity(limits.call_legs, limits.io_handles))
-    with _stdout_to_stderr():
+    with stdout_to_stderr():
         engine.start()
     prober.capacity = Capacity(engine.limits.call_legs, engine.limits.io_handles)  # as kept
     pump = loop.create_task(_pump(engine, prober), name="probe.pump")
@@ -118,7 +118,7 @@ async def _probe_once(
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
+def stdout_to_stderr() -> Iterator[None]:
     """pjlib prints its start-up lines on stdout (fd 1) before any log setting
     applies: keep stdout for the answer, which scripts read."""
     sys.stdout.flush()

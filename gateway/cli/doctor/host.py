@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import shutil
 import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 from gateway.cli.doctor.result import CheckResult
+from gateway.cli.probe import stdout_to_stderr
 from gateway.core.rules import RulesError
 from gateway.rules.load import load_rules
 from gateway.sip.engine_limits import running_limits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from gateway.sip.limits import EngineLimits
@@ -41,7 +40,7 @@ def check_engine() -> tuple[CheckResult, EngineLimits | None]:
         return CheckResult.failed("engine", f"pjsua2 does not load: {error}", _ENGINE_FIX), None
     endpoint = pj.Endpoint()
     try:
-        with _stdout_to_stderr():
+        with stdout_to_stderr():
             endpoint.libCreate()
             endpoint.libInit(_quiet_config(pj))
             limits = running_limits(endpoint)
@@ -50,7 +49,7 @@ def check_engine() -> tuple[CheckResult, EngineLimits | None]:
         return CheckResult.failed("engine", f"pjsua2 does not start: {error.info()}",
                                   _ENGINE_FIX), None  # fmt: skip
     finally:
-        with _stdout_to_stderr():
+        with stdout_to_stderr():
             endpoint.libDestroy()
     return CheckResult.passed("engine", f"pjsua2 {version}: {describe(limits)}"), limits
 
@@ -71,19 +70,6 @@ def _quiet_config(pj: object) -> object:
     cfg.logConfig.level = 0
     cfg.logConfig.consoleLevel = 0
     return cfg
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """pjlib prints its start-up lines on fd 1: keep stdout for the report."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def check_rules(path: Path, call_legs: int) -> CheckResult:
