@@ -10,15 +10,18 @@ bridge, so audio flows whatever the loop is doing.
 Limits of the pjsua2 wheel (pjproject defaults), planned for here: 4 call
 slots (``PJSUA_MAX_CALLS``), a select() I/O queue of 64 handles, asserts
 compiled in. See docs/limits.md.
+
+The pjsua2 subclasses (endpoint, accounts, log writer) are in endpoint.py,
+the translation of settings into pjsua's configuration in engine_config.py;
+here is what the gateway does with calls.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import secrets
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import pjsua2 as pj
 from loguru import logger
@@ -30,26 +33,20 @@ from gateway.core.numbers import dial_form
 from gateway.core.presentation import Policy, Present, present
 from gateway.edge.settings import LAST_RESORT_HEADER
 from gateway.sip import message
+from gateway.sip.endpoint import DirectAccount, GatedEndpoint, LogWriter, TrunkAccount
+from gateway.sip.engine_config import (
+    CODECS,
+    codec_order,
+    direct_config,
+    endpoint_config,
+    trunk_config,
+)
 from gateway.sip.engine_limits import running_limits
-from gateway.sip.legs import (
-    InboundLeg,
-    LegRegistry,
-    OutboundLeg,
-    audio_of,
-    guarded,
-)
+from gateway.sip.legs import LegRegistry, OutboundLeg, audio_of
 from gateway.sip.media import CallMedia
-from gateway.sip.signals import (
-    IncomingSignal,
-    InviteOffer,
-    LegSignal,
-    OptionsSignal,
-    RegistrationSignal,
-    Signal,
-    offer_of,
-)
+from gateway.sip.signals import InviteOffer, LegSignal, Signal, offer_of
 from gateway.sip.tap import LegTaps
-from gateway.sip.transports import ANY_HOST, create_transports
+from gateway.sip.transports import create_transports
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -59,101 +56,9 @@ if TYPE_CHECKING:
     from gateway.core.session import CallInfo
     from gateway.sip.limits import EngineLimits
 
-__all__ = ["DirectAccount", "SipEngine", "TrunkAccount"]
+__all__ = ["SipEngine"]
 _BUSY = {171001, 70011}  # PJSIP_EBUSY, PJ_EBUSY: "Object is busy"
 RegisterSend = Literal["sent", "busy", "failed"]
-_CODECS = {"PCMA": "PCMA/8000/1", "PCMU": "PCMU/8000/1"}  # what legs offer; PCMA first
-
-
-def _codec_order(first: str | None) -> dict[str, int]:
-    """pjsua priorities: ``first`` (else PCMA) 255, the other G.711 254."""
-    first = first or "PCMA"
-    return {codec_id: 255 if name == first else 254 for name, codec_id in _CODECS.items()}
-
-
-class _LogWriter(pj.LogWriter):  # type: ignore[misc]
-    """pjsua's own log lines into loguru (called from any pjsua thread)."""
-
-    def write(self, entry: Any) -> None:
-        # A log line must never raise into pjsua (that would abort the process).
-        with contextlib.suppress(Exception):
-            level = "WARNING" if entry.level <= 2 else "DEBUG"
-            logger.log(level, "pjsua: {}", str(entry.msg).rstrip())
-
-
-class _Endpoint(pj.Endpoint):  # type: ignore[misc]
-    # Any: pjsua2's SipRxData (no stubs)
-    def __init__(self, gate: Callable[[Any], bool], trunk_index: Callable[[], int]) -> None:
-        super().__init__()
-        self._gate = gate
-        self._trunk_index = trunk_index
-
-    def onSelectAccount(self, prm: Any) -> None:
-        # Fail closed first: if anything below raised, pjsua2 would keep the
-        # account pjsua matched and let the call in. -1 with no valid default
-        # account makes pjsua answer a stateless 480 before any dialog, call
-        # slot or media socket exists (DESIGN.md, engine limits).
-        prm.accountIndex = -1
-        try:
-            if self._gate(prm.rdata):
-                prm.accountIndex = self._trunk_index()
-        except Exception:  # noqa: BLE001
-            logger.opt(exception=True).error("admission check failed; call refused")
-
-
-    @guarded
-    def onTransportState(self, prm: Any) -> None:
-        # pjsua logs a refused TLS peer only at levels kept off in production.
-        tls = prm.tlsInfo
-        if str(prm.type).upper().startswith("TLS") and tls is not None and tls.verifyStatus:
-            logger.warning("TLS peer {} refused: its certificate failed verification ({})",
-                           tls.remoteAddr, "; ".join(str(m) for m in tls.verifyMsgs))  # fmt: skip
-
-
-class TrunkAccount(pj.Account):  # type: ignore[misc]
-    """The provider account: registration, and every call in or out."""
-
-    def __init__(self, registry: LegRegistry, new_call_id: Callable[[], str]) -> None:
-        super().__init__()
-        self.registry = registry
-        self._new_call_id = new_call_id
-
-    @guarded
-    def onIncomingCall(self, prm: Any) -> None:
-        call_id = self._new_call_id()
-        leg = InboundLeg(self.registry, self, prm.callId, call_id)  # held by the registry
-        raw = str(prm.rdata.wholeMsg)
-        leg.caller_id = message.caller_id(raw)
-        leg.offered = message.offered_codecs(raw)
-        offer = offer_of(raw, str(prm.rdata.srcAddress))
-        self.registry.emit(IncomingSignal(call_id, offer.caller, offer.called, offer.source))
-
-    @guarded
-    def onSendRequest(self, prm: Any) -> None:
-        tsx = prm.e.body.tsxState.tsx
-        self.registry.emit(OptionsSignal(int(tsx.statusCode), str(tsx.statusText)))
-
-    @guarded
-    def onRegState(self, prm: Any) -> None:
-        info = self.getInfo()
-        self.registry.emit(
-            RegistrationSignal(
-                int(prm.code), str(prm.reason), int(prm.expiration), bool(info.regIsActive)
-            )
-        )
-
-
-class DirectAccount(pj.Account):  # type: ignore[misc]
-    """Legs and probes to SIP URIs that are not the trunk's: never any credentials."""
-
-    def __init__(self, registry: LegRegistry) -> None:
-        super().__init__()
-        self.registry = registry
-
-    @guarded
-    def onSendRequest(self, prm: Any) -> None:
-        tsx = prm.e.body.tsxState.tsx
-        self.registry.emit(OptionsSignal(int(tsx.statusCode), str(tsx.statusText)))
 
 
 class SipEngine:
@@ -169,10 +74,10 @@ class SipEngine:
         self._ids = (f"{n:04d}{secrets.token_hex(4)}" for n in itertools.count(1))
         self.registry = LegRegistry()
         self._gate = gate
-        self._ep: _Endpoint | None = None
+        self._ep: GatedEndpoint | None = None
         self._trunk: TrunkAccount | None = None
         self._direct: DirectAccount | None = None
-        self._log_writer = _LogWriter()
+        self._log_writer = LogWriter()
         self.media = CallMedia(self.registry, self.answer, self.hang_up_caller)
         self.taps = LegTaps(self.registry)
         self.listen: str = ""
@@ -188,12 +93,12 @@ class SipEngine:
 
     def start(self) -> None:
         """Create the endpoint, the transports and the accounts."""
-        self._ep = _Endpoint(self._admit, self._trunk_id)
+        self._ep = GatedEndpoint(self._admit, self._trunk_id)
         self._ep.libCreate()
-        self._ep.libInit(self._ep_config())
+        self._ep.libInit(endpoint_config(self.settings, self.limits.call_slots, self._log_writer))
         self._read_limits()
         self._ep.audDevManager().setNullDev()
-        self._codec_order = _codec_order(None)
+        self._codec_order = codec_order(None)
         for codec in self._ep.codecEnum2():
             self._ep.codecSetPriority(codec.codecId, self._codec_order.get(codec.codecId, 0))
         self.listen = create_transports(self._ep, self.settings)
@@ -203,12 +108,12 @@ class SipEngine:
         # id -1, so this sets "no default".
         pj.Account().setDefault()
         self._trunk = TrunkAccount(self.registry, self.new_call_id)
-        self._trunk.create(self._account_config(), False)
+        self._trunk.create(trunk_config(self.settings, self._domain(trunk=True)), False)
         # Legs to SIP URIs (a desk phone, a PBX) leave through an account with
         # no credentials: with the trunk's, any server a leg reaches could
         # challenge it and collect a digest of the trunk password to crack.
         self._direct = DirectAccount(self.registry)
-        self._direct.create(self._direct_config(), False)
+        self._direct.create(direct_config(self.settings, self._domain(trunk=False)), False)
 
     def sip_ports(self) -> set[int]:
         """The local ports pjsip takes SIP on: UDP (and TCP) on the listen port, TLS on its own."""
@@ -268,7 +173,7 @@ class SipEngine:
 
     # -- admission -----------------------------------------------------------
 
-    def _admit(self, rdata: Any) -> bool:  # Any: pjsua2's SipRxData
+    def _admit(self, rdata: pj.SipRxData) -> bool:
         raw = str(rdata.wholeMsg)
         # Behind the edge, its last-resort header lets a full worker take a voicemail.
         last_resort = False
@@ -366,15 +271,15 @@ class SipEngine:
         ``makeCall`` shapes this leg's offer alone.
         """
         inbound = self.registry.inbound.get(call_id)
-        wanted = next((c for c in (inbound.offered if inbound else ()) if c in _CODECS), None)
-        order = _codec_order(wanted)
+        wanted = next((c for c in (inbound.offered if inbound else ()) if c in CODECS), None)
+        order = codec_order(wanted)
         if self._ep is None or order == self._codec_order:
             return
         for codec_id, priority in order.items():
             self._ep.codecSetPriority(codec_id, priority)
         self._codec_order = order
 
-    def _present(self, prm: Any, info: CallInfo, uri: str, account: pj.Account) -> None:
+    def _present(self, prm: pj.CallOpParam, info: CallInfo, uri: str, account: pj.Account) -> None:
         """Present the forwarded caller: pjsua 2.14+ takes a per-call From in ``localUri``."""
         inbound = self.registry.inbound.get(info.call_id)
         if inbound is None or inbound.caller_id is None:
@@ -471,7 +376,7 @@ class SipEngine:
         for call in [*self.registry.outbound.values(), *self.registry.inbound.values()]:
             self._hangup(call, 0)
 
-    def _hangup(self, call: pj.Call, code: int, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+    def _hangup(self, call: pj.Call, code: int, headers: Iterable[tuple[str, str]] = ()) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
         _add_headers(prm, headers)
@@ -480,64 +385,6 @@ class SipEngine:
         except pj.Error as err:
             # Already ending (e.g. the far end's BYE crossed ours): harmless.
             logger.debug("hangup: {}", err.info())
-
-    # -- configuration -----------------------------------------------------------
-
-    def _ep_config(self) -> Any:
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = True
-        cfg.uaConfig.maxCalls = self.limits.call_slots
-        cfg.uaConfig.userAgent = "sip-failover"
-        cfg.logConfig.level = self.settings.sip.log_level
-        cfg.logConfig.consoleLevel = self.settings.sip.log_level
-        cfg.logConfig.writer = self._log_writer
-        cfg.medConfig.noVad = True
-        cfg.medConfig.ecTailLen = 0  # no echo canceller: we relay, we do not play
-        cfg.medConfig.clockRate = 8000
-        cfg.medConfig.sndClockRate = 8000
-        cfg.medConfig.channelCount = 1
-        return cfg
-
-    def _direct_config(self) -> Any:
-        """The account for legs to SIP URIs: no registration, no credentials."""
-        cfg = pj.AccountConfig()
-        cfg.idUri = f"sip:sip-failover@{self._domain(trunk=False)}"
-        cfg.regConfig.registerOnAdd = False
-        self._media_config(cfg)
-        return cfg
-
-    def _media_config(self, cfg: Any) -> None:
-        sip = self.settings.sip
-        # An answer with several codecs would have pjsua re-INVITE to narrow it
-        # to one: a needless round trip on every bridged leg (RFC 3264 allows
-        # sending with any codec of the answer).
-        cfg.mediaConfig.lockCodecEnabled = False
-        media = cfg.mediaConfig.transportConfig
-        media.port = sip.rtp_port
-        media.portRange = sip.rtp_port_range
-        if sip.host not in ANY_HOST:
-            media.boundAddress = sip.host
-        if sip.public_address:
-            media.publicAddress = sip.public_address
-
-    def _account_config(self) -> Any:
-        trunk = self.settings.trunk
-        cfg = pj.AccountConfig()
-        user = f"{trunk.username}@" if trunk.username else ""
-        cfg.idUri = f"sip:{user}{self._domain(trunk=True)}"
-        cfg.regConfig.registrarUri = trunk.uri(trunk.registrar) if trunk.register_enabled else ""
-        cfg.regConfig.registerOnAdd = trunk.register_enabled
-        cfg.regConfig.timeoutSec = trunk.expires
-        cfg.regConfig.retryIntervalSec = 0  # the gateway retries with its own backoff
-        cfg.regConfig.dropCallsOnFail = False  # a lost registration must not drop calls
-        if trunk.username:
-            cred = pj.AuthCredInfo(
-                "digest", trunk.realm, trunk.username, 0, trunk.password.get_secret_value()
-            )
-            cfg.sipConfig.authCreds.append(cred)
-        self._media_config(cfg)
-        return cfg
 
 
 def _codec_of(call: pj.Call | None) -> str:
@@ -552,7 +399,7 @@ def _codec_of(call: pj.Call | None) -> str:
     return "?"
 
 
-def _add_headers(prm: Any, headers: Iterable[tuple[str, str]]) -> None:
+def _add_headers(prm: pj.CallOpParam, headers: Iterable[tuple[str, str]]) -> None:
     for name, value in headers:
         hdr = pj.SipHeader()
         hdr.hName, hdr.hValue = name, value

@@ -1,6 +1,6 @@
 """What the SIP adapter reports to the switchboard: plain values, no pjsua2.
 
-pjsua2's callbacks (gateway/sip/engine.py, legs.py, tap.py) turn what
+pjsua2's callbacks (gateway/sip/endpoint.py, legs.py, tap.py) turn what
 happened into these signals; ``SipEngine.poll()`` hands them over in order.
 Everything here imports without pjsua2, so the switchboard and its tests do too.
 """
