@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gateway.sip.limits import WHEEL, EngineLimits
+
+if TYPE_CHECKING:
+    import pjsua2 as pj  # imported where used: check/explain run without the engine
 
 
 def planned_limits() -> EngineLimits:
@@ -35,7 +38,7 @@ def planned_limits() -> EngineLimits:
                    io_handles=None)  # fmt: skip
 
 
-def running_limits(endpoint: Any) -> EngineLimits:
+def running_limits(endpoint: pj.Endpoint) -> EngineLimits:
     """The limits of an initialised endpoint (after ``libInit``)."""
     lib = _library()
     slots = _call(lib, "pjsua_call_get_max_count", ctypes.c_uint)
@@ -60,13 +63,17 @@ def _library() -> ctypes.CDLL | None:
         return None
 
 
-def _call(lib: ctypes.CDLL | None, name: str, restype: Any) -> Any:
+def _call(
+    lib: ctypes.CDLL | None, name: str, restype: type[ctypes.c_uint | ctypes.c_char_p]
+) -> int | bytes | None:
+    """Call a C function of no arguments, if the library exports it."""
     function = getattr(lib, name, None) if lib is not None else None
     if function is None:
         return None
     function.restype = restype
     function.argtypes = []
-    return function()
+    result: int | bytes | None = function()  # ctypes gives c_uint as int, c_char_p as bytes
+    return result
 
 
 def _handles(queue: str) -> int | None:
@@ -87,7 +94,7 @@ def _tls_version(lib: ctypes.CDLL | None) -> str | None:
     return None
 
 
-def _cipher_count(endpoint: Any) -> int | None:
+def _cipher_count(endpoint: pj.Endpoint) -> int | None:
     try:
         return len(endpoint.utilSslGetAvailableCiphers())
     except Exception:  # noqa: BLE001 - pjsua2 raises its own Error when TLS is absent

@@ -8,7 +8,7 @@ pjsua2 traps this module is built around (pjsua2 2.15 ``call.cpp``):
   its slot id *now*. A leg freed after its slot was reused would kill an
   unrelated call, so the registry drops a leg inside its own DISCONNECTED
   callback, the one place pjsua2 documents deleting a ``Call`` as safe.
-- Callbacks run inside ``libHandleEvents``; they only record signals. Any
+- Callbacks run inside ``libHandleEvents``; they only record signals. An
   exception escaping a director callback would unwind into C++ and terminate
   the process, hence ``_guarded``.
 """
@@ -19,7 +19,7 @@ import functools
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec
+from typing import TYPE_CHECKING, ParamSpec
 
 import pjsua2 as pj
 from loguru import logger
@@ -107,7 +107,7 @@ def audio_of(call: pj.Call) -> pj.AudioMedia | None:
     return call.getAudioMedia(-1)
 
 
-def _rx_message(prm: Any) -> str | None:
+def _rx_message(prm: pj.OnCallTsxStateParam | pj.OnCallStateParam) -> str | None:
     """The whole text of the message that caused a call/tsx event, if received."""
     event = prm.e
     if event.type == pj.PJSIP_EVENT_TSX_STATE:
@@ -130,13 +130,13 @@ class _Leg(pj.Call):  # type: ignore[misc]
     """
 
     @guarded
-    def onCallTransferRequest(self, prm: Any) -> None:
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
         logger.warning("REFER to {} declined: the gateway only dials its rules' targets",
                        prm.dstUri)  # fmt: skip
         prm.statusCode = DECLINE
 
     @guarded
-    def onCallReplaceRequest(self, prm: Any) -> None:
+    def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
         logger.warning("INVITE with Replaces declined")
         prm.statusCode = DECLINE
 
@@ -156,7 +156,7 @@ class InboundLeg(_Leg):
         registry.inbound[call_id] = self
 
     @guarded
-    def onCallState(self, prm: Any) -> None:
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
         del prm
         if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.registry.inbound.pop(self.call_id, None)  # last reference: see module doc
@@ -164,7 +164,7 @@ class InboundLeg(_Leg):
             self.registry.emit(CallerSignal(self.call_id, CallerHungUp()))
 
     @guarded
-    def onCallMediaState(self, prm: Any) -> None:
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         del prm
         self.registry.emit(MediaChanged(self.call_id))
 
@@ -181,7 +181,7 @@ class OutboundLeg(_Leg):
         registry.outbound[leg] = self
 
     @guarded
-    def onCallTsxState(self, prm: Any) -> None:
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
         raw = _rx_message(prm)
         if raw is None or "INVITE" not in (message.header(raw, "CSeq") or ""):
             return
@@ -196,7 +196,7 @@ class OutboundLeg(_Leg):
             self.final = (status, message.header(raw, "Reason"))
 
     @guarded
-    def onCallState(self, prm: Any) -> None:
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
             self.answered = True
@@ -207,11 +207,11 @@ class OutboundLeg(_Leg):
             self.registry.emit(LegSignal(self.leg, self._ending(info, prm)))
 
     @guarded
-    def onCallMediaState(self, prm: Any) -> None:
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         del prm
         self.registry.emit(MediaChanged(self.leg))
 
-    def _ending(self, info: Any, prm: Any) -> Event:
+    def _ending(self, info: pj.CallInfo, prm: pj.OnCallStateParam) -> Event:
         if self.answered:
             return LegEnded(self.leg)
         if self.final is None:

@@ -15,7 +15,7 @@ in, it is all of the caller's line the machine needs.
 from __future__ import annotations
 
 import wave
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 from loguru import logger
@@ -38,7 +38,7 @@ class CallMedia:
         self.registry = registry
         self._answer = answer
         self._hang_up = hang_up
-        self._media: dict[str, list[Any]] = {}  # Any: pjsua2's players and recorders
+        self._media: dict[str, list[pj.AudioMedia]] = {}  # players and recorders
 
     def answer(self, call_id: str, code: int = 200) -> None:
         """Answer the caller (``SipEngine.answer``)."""
@@ -128,7 +128,7 @@ class CallMedia:
             self.stop_media(call_id)
 
 
-def _wav_seconds(path: str, info: Any) -> float:
+def _wav_seconds(path: str, info: pj.AudioMediaPlayerInfo) -> float:
     """A playing file's length: from its header, else pjmedia's samples at 8 kHz."""
     try:
         with wave.open(path, "rb") as wav:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 from loguru import logger
@@ -81,7 +81,7 @@ class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
         self.cpu_s = 0.0
         self.closed = False  # last: the clock thread sees a whole new state
 
-    def onFrameReceived(self, frame: Any) -> None:
+    def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         """On pjmedia's clock thread: detect, and hand a verdict to the loop."""
         try:
             if not self.closed:
@@ -90,7 +90,7 @@ class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
             self.closed = True
             logger.opt(exception=True).error("SIT tap failed; it stops")
 
-    def _frame(self, frame: Any) -> None:
+    def _frame(self, frame: pj.MediaFrame) -> None:
         started = time.thread_time()
         at = self._frames * FRAME_S
         self._frames += 1

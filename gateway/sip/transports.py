@@ -17,7 +17,7 @@ gateway asks for exactly that.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 ANY_HOST = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - listen on every address
 
 
-def create_transports(ep: Any, settings: Settings) -> str:
+def create_transports(ep: pj.Endpoint, settings: Settings) -> str:
     """Create the UDP transport and the trunk's TCP or TLS one.
 
     Returns:
@@ -47,7 +47,7 @@ def create_transports(ep: Any, settings: Settings) -> str:
     return str(ep.transportGetInfo(udp).localName)
 
 
-def _config(sip: SipSettings, port: int) -> Any:
+def _config(sip: SipSettings, port: int) -> pj.TransportConfig:
     tc = pj.TransportConfig()
     tc.port = port
     if sip.host not in ANY_HOST:
@@ -57,7 +57,7 @@ def _config(sip: SipSettings, port: int) -> Any:
     return tc
 
 
-def _tls(tls: Any, settings: TrunkTlsSettings) -> None:
+def _tls(tls: pj.TlsConfig, settings: TrunkTlsSettings) -> None:
     # pjsip's OpenSSL backend loads no default CA paths: with verifyServer and
     # no CA list, no trunk could ever be verified.
     tls.method = pj.PJSIP_TLSV1_2_METHOD
