@@ -1,12 +1,14 @@
 """One call's state machine: events and the time in, actions out.
 
-Everything that affects a call's state lives in this module. The two tables
+Everything that decides a call's state lives in this module. The two tables
 at the bottom are the whole machine: ``TABLE`` says, for a call in a state
 and an event, which states it may go to and which handler decides among
 them; ``LEG_TABLE`` says where one outgoing leg goes on what it hears. "What
 happens on a 404 from the main line?": the leg table closes the leg
 (``FAILED``), and the row ``(RINGING, LegFailed)`` rings the next target in
 turn, moves to the next step (ring or voicemail), or refuses the caller.
+The moves the handlers share (take the next step, ring its legs, end the
+call) and the call's record are ``CallProgress`` (gateway/core/session_progress.py).
 Invariants (re-checked after every event and timer by tests/unit/callcore.py):
 
 - The session never sleeps and never reads a clock: every entry point takes
@@ -36,9 +38,8 @@ Invariants (re-checked after every event and timer by tests/unit/callcore.py):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway.core.actions import (
     Action,
@@ -48,11 +49,9 @@ from gateway.core.actions import (
     HangUpCaller,
     Notify,
     Refuse,
-    Ring,
     SendRinging,
-    StartVoicemail,
 )
-from gateway.core.causes import CONGESTION_Q850, RETRY_AFTER_S, Outcome, response_for
+from gateway.core.causes import Outcome, response_for
 from gateway.core.events import (
     CallAdmitted,
     CallerHungUp,
@@ -65,52 +64,22 @@ from gateway.core.events import (
     LegProgress,
     VoicemailEnded,
 )
-from gateway.core.plan import Plan, RingMode, RingPlan, VoicemailPlan
-from gateway.core.step import LegCue, LegRecord, LegState, StepRun, provisional_cue
+from gateway.core.plan import RingPlan
+from gateway.core.session_progress import (
+    VOICEMAIL_UNAVAILABLE,
+    CallInfo,
+    CallProgress,
+    CallState,
+    Go,
+)
+from gateway.core.step import LegCue, LegRecord, LegState, provisional_cue
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-VOICEMAIL_UNAVAILABLE = "voicemail_unavailable"  # reason of a call whose box took no message
 
-
-class CallState(StrEnum):
-    """Where a call is."""
-
-    OFFERED = "offered"  # the trunk's INVITE is in; the intake's verdict comes first
-    RINGING = "ringing"  # a ring step is running; the caller hears ringback
-    BRIDGED = "bridged"  # caller and one leg talk
-    VOICEMAIL = "voicemail"  # the caller leaves a message
-    ENDED = "ended"
-
-
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    """What the trunk told us about the call."""
-
-    call_id: str
-    caller: str
-    called: str
-
-
-Go = tuple[CallState, list[Action]]  # where a handler leads, and what to do on the way
-
-
-@dataclass
-class CallSession:
+class CallSession(CallProgress):
     """The failover logic of one call (sans-IO)."""
-
-    info: CallInfo
-    plan: Plan
-    started_at: float
-    state: CallState = CallState.OFFERED
-    step_index: int = -1
-    run: StepRun | None = None
-    answered_leg: str | None = None
-    result: str | None = None
-    last: LegRecord | None = None
-    _legs: dict[str, LegRecord] = field(default_factory=dict)
-    _counter: int = 0
 
     # -- entry points --------------------------------------------------------
 
@@ -139,14 +108,6 @@ class CallSession:
         if self.state is not CallState.RINGING or self.run is None:
             return None
         return self.run.next_deadline()
-
-    @property
-    def open_legs(self) -> tuple[str, ...]:
-        return tuple(k for k, leg in self._legs.items() if leg.state is not LegState.CLOSED)
-
-    @property
-    def legs(self) -> tuple[LegRecord, ...]:
-        return tuple(self._legs.values())
 
     # -- the intake's verdict ----------------------------------------------------
 
@@ -231,61 +192,7 @@ class CallSession:
         del event, now
         return CallState.VOICEMAIL, []
 
-    # -- steps ---------------------------------------------------------------
-
-    def _next_step(self, now: float, from_names: tuple[str, ...] | None) -> Go:
-        self.step_index += 1
-        step = self.plan.steps[self.step_index] if self.step_index < len(self.plan.steps) else None
-        actions: list[Action] = []
-        if from_names is not None and self.last is not None:
-            # A failover with no step left is still reported (``to`` null).
-            to = step.names if step is not None else None
-            actions.append(Notify("call.failover", self._failover_data(from_names, to)))
-        if step is None:
-            state, more = self._refuse(now)
-            return state, actions + more
-        actions.append(
-            Notify(
-                "call.step",
-                self._ids(step=self.step_index, kind=step.kind, targets=list(step.names)),
-            )
-        )
-        if isinstance(step, VoicemailPlan):
-            return CallState.VOICEMAIL, [*actions, StartVoicemail(step.box, self._why())]
-        self.run = StepRun(step, now)
-        return CallState.RINGING, actions + self._ring_next(now)
-
-    def _ring_next(self, now: float) -> list[Action]:
-        """Start the legs the running step wants now (all, or the next one)."""
-        assert self.run is not None
-        actions: list[Action] = []
-        for target in self.run.take_targets():
-            self._counter += 1
-            leg_id = f"{self.info.call_id}/{self._counter}"
-            leg = LegRecord(
-                leg=leg_id,
-                target=target,
-                step=self.step_index,
-                started_at=now,
-                deadline=now + self.run.step.timeout,
-                early_media_timeout=self.run.step.early_media_timeout,
-            )
-            self._legs[leg_id] = leg
-            self.run.add(leg)
-            actions.append(Ring(leg_id, target))
-        return actions
-
-    def _after_leg_closed(self, now: float) -> Go:
-        """A leg just failed: wait for the others, ring the next in turn, move on, or give up."""
-        assert self.run is not None
-        if self.run.has_open_legs():
-            return CallState.RINGING, []
-        step = self.run.step
-        if self.run.outcome() not in step.failover_on:
-            return self._refuse(now)
-        if step.mode is RingMode.EACH and self.run.has_more_targets():
-            return CallState.RINGING, self._ring_next(now)
-        return self._next_step(now, from_names=step.names)
+    # -- closing legs ---------------------------------------------------------
 
     def _close_leg(
         self, leg: LegRecord, failed: LegFailed, cue: LegCue, now: float
@@ -305,41 +212,7 @@ class CallSession:
                 actions += [Cancel(leg.leg), Notify("call.leg", leg.as_event(self.info.call_id))]
         return actions
 
-    # -- ends ----------------------------------------------------------------
-
-    def _refuse(self, now: float) -> Go:
-        """Every step failed (or none was left): tell the caller the most telling outcome."""
-        last = self.run.outcome_leg() if self.run is not None else None
-        outcome = last.outcome if last is not None and last.outcome else Outcome.UNREACHABLE
-        code, cause = response_for(outcome)
-        q850 = last.q850 if last is not None and last.q850 else cause
-        # A leg the gateway could not ring for want of capacity: the caller may retry soon.
-        ours = last is not None and last.sip_code is None and q850 == CONGESTION_Q850
-        refuse = Refuse(code, q850, RETRY_AFTER_S if ours else None)
-        return self._end("failed", now, [refuse], outcome=outcome, sip_code=code,
-                         q850=q850)  # fmt: skip
-
-    def _end(  # noqa: PLR0913 - the call.ended fields, each optional
-        self,
-        result: str,
-        now: float,
-        actions: list[Action],
-        *,
-        outcome: Outcome | None = None,
-        sip_code: int | None = None,
-        q850: int | None = None,
-        reason: str | None = None,
-    ) -> Go:
-        self.result = result
-        data = self._ids(
-            result=result,
-            outcome=outcome.value if outcome else None,
-            sip_code=sip_code,
-            q850=q850,
-            reason=reason,
-            duration=round(now - self.started_at, 3),
-        )
-        return CallState.ENDED, [*actions, Notify("call.ended", data)]
+    # -- late news -------------------------------------------------------------
 
     def _is_late(self, event: Event) -> bool:
         """News about a leg that is closed and not the answered one."""
@@ -352,49 +225,6 @@ class CallSession:
             return [HangUp(event.leg)]
         return []
 
-    # -- small readers ---------------------------------------------------------
-
-    def _open_leg(self, leg_id: str) -> LegRecord | None:
-        leg = self._legs.get(leg_id)
-        return leg if leg is not None and leg.state is not LegState.CLOSED else None
-
-    def _ids(self, **data: object) -> dict[str, object]:
-        return {"call_id": self.info.call_id, **data}
-
-    def _incoming(self) -> Notify:
-        info = self.info
-        route = self.plan.route or None  # no route took the call
-        return Notify("call.incoming", self._ids(caller=info.caller, called=info.called,
-                                                 route=route))  # fmt: skip
-
-    def _failover_data(
-        self, from_names: tuple[str, ...], to: tuple[str, ...] | None
-    ) -> dict[str, object]:
-        last = self.last
-        assert last is not None
-        return self._ids(
-            **{
-                "from": list(from_names),
-                "to": list(to) if to is not None else None,
-                "outcome": last.outcome.value if last.outcome else None,
-                "sip_code": last.sip_code,
-                "q850": last.q850,
-            }
-        )
-
-    def _why(self) -> str:
-        """Why the call came to voicemail, in words for the mail subject.
-
-        E.g. "office-mobile known dead (skipped), anna busy".
-        """
-        skipped = [f"{name} known dead (skipped)" for name in self.plan.skipped]
-        reasons = [
-            f"{leg.target.name} {leg.outcome.value.replace('_', ' ')}"
-            for leg in self._legs.values()
-            if leg.outcome is not None
-        ]
-        return ", ".join(dict.fromkeys(skipped + reasons)) or "no one to ring"
-
 
 def _move(leg: LegRecord, cue: LegCue, now: float) -> None:
     """Move an open leg along LEG_TABLE."""
@@ -406,30 +236,45 @@ class Row:
     """One row of the call table: the states an event may lead to, and who decides."""
 
     leads_to: frozenset[CallState]
-    handler: Callable[[CallSession, Any, float], Go]  # Any: each row's own event type
+    handler: Callable[[CallSession, Event, float], Go]
 
 
-def _row(handler: Callable[[CallSession, Any, float], Go], *leads_to: CallState) -> Row:
-    return Row(frozenset(leads_to), handler)
+E = TypeVar("E", bound=Event)
+Key = tuple[CallState, type[object]]  # a call's state and the class of an Event
+
+
+def _row(
+    state: CallState,
+    event_type: type[E],
+    handler: Callable[[CallSession, E, float], Go],
+    *leads_to: CallState,
+) -> tuple[Key, Row]:
+    """A row of TABLE: ``handler`` decides on an ``event_type`` event in ``state``."""
+
+    def decide(session: CallSession, event: Event, now: float) -> Go:
+        assert isinstance(event, event_type)  # handle() found this row by type(event)
+        return handler(session, event, now)
+
+    return (state, event_type), Row(frozenset(leads_to), decide)
 
 
 S = CallState
 # fmt: off
-TABLE: dict[tuple[CallState, type[Event]], Row] = {
-    # state        event              handler                                 leads to
-    (S.OFFERED,   CallAdmitted):   _row(CallSession._on_admitted,             S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
-    (S.OFFERED,   CallRefused):    _row(CallSession._on_refused,              S.ENDED),
-    (S.RINGING,   LegProgress):    _row(CallSession._on_progress,             S.RINGING),
-    (S.RINGING,   LegAnswered):    _row(CallSession._on_answered,             S.BRIDGED),
-    (S.RINGING,   LegFailed):      _row(CallSession._on_failed,               S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
-    (S.RINGING,   DeadlinePassed): _row(CallSession._on_deadline,             S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
-    (S.RINGING,   CallerHungUp):   _row(CallSession._on_caller_gone_ringing,  S.ENDED),
-    (S.BRIDGED,   CallerHungUp):   _row(CallSession._on_caller_gone_bridged,  S.ENDED),
-    (S.BRIDGED,   LegEnded):       _row(CallSession._on_leg_gone_bridged,     S.ENDED),
-    (S.BRIDGED,   LegFailed):      _row(CallSession._on_leg_gone_bridged,     S.ENDED),
-    (S.VOICEMAIL, CallerHungUp):   _row(CallSession._on_caller_gone_voicemail, S.VOICEMAIL),
-    (S.VOICEMAIL, VoicemailEnded): _row(CallSession._on_voicemail_ended,      S.ENDED),
-}
+TABLE: dict[Key, Row] = dict([
+    #    state        event           handler                                 leads to
+    _row(S.OFFERED,   CallAdmitted,   CallSession._on_admitted,             S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
+    _row(S.OFFERED,   CallRefused,    CallSession._on_refused,              S.ENDED),
+    _row(S.RINGING,   LegProgress,    CallSession._on_progress,             S.RINGING),
+    _row(S.RINGING,   LegAnswered,    CallSession._on_answered,             S.BRIDGED),
+    _row(S.RINGING,   LegFailed,      CallSession._on_failed,               S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
+    _row(S.RINGING,   DeadlinePassed, CallSession._on_deadline,             S.RINGING, S.VOICEMAIL, S.ENDED),  # noqa: E501
+    _row(S.RINGING,   CallerHungUp,   CallSession._on_caller_gone_ringing,  S.ENDED),
+    _row(S.BRIDGED,   CallerHungUp,   CallSession._on_caller_gone_bridged,  S.ENDED),
+    _row(S.BRIDGED,   LegEnded,       CallSession._on_leg_gone_bridged,     S.ENDED),
+    _row(S.BRIDGED,   LegFailed,      CallSession._on_leg_gone_bridged,     S.ENDED),
+    _row(S.VOICEMAIL, CallerHungUp,   CallSession._on_caller_gone_voicemail, S.VOICEMAIL),
+    _row(S.VOICEMAIL, VoicemailEnded, CallSession._on_voicemail_ended,      S.ENDED),
+])
 """A call's moves. An event with no row in the call's state is late news (``_late``)."""
 
 L, C = LegState, LegCue
@@ -456,4 +301,12 @@ LEG_TABLE: dict[tuple[LegState, LegCue], LegState] = {
 """One outgoing leg's moves, for calls and for call probes (gateway/health/probes.py)."""
 # fmt: on
 
-__all__ = ["LEG_TABLE", "TABLE", "CallInfo", "CallSession", "CallState", "RingPlan"]
+__all__ = [
+    "LEG_TABLE",
+    "TABLE",
+    "VOICEMAIL_UNAVAILABLE",
+    "CallInfo",
+    "CallSession",
+    "CallState",
+    "RingPlan",
+]
