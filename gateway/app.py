@@ -16,7 +16,7 @@ import json
 import os
 import signal
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from loguru import logger
@@ -289,7 +289,7 @@ class Gateway:
         self.registration.stop()
         await self._pump_while(lambda: self.registration.unregistering, UNREGISTER_S)
 
-    async def _pump_while(self, condition: Any, limit: float, *, grace: bool = False) -> None:
+    async def _pump_while(self, condition: Callable[[], bool], limit: float, *, grace: bool = False) -> None:
         """Pump pjsua while ``condition()`` holds, ``limit`` seconds at most.
 
         After a second stop signal the grace period ends at once and any

@@ -17,7 +17,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
@@ -74,7 +74,7 @@ def _named(error: ErrorDetails) -> list[str]:
 
 def _required_under(
     model: type[BaseModel], loc: tuple[int | str, ...]
-) -> Iterator[tuple[Any, str]]:
+) -> Iterator[tuple[tuple[int | str, ...], str]]:
     """Every required setting at or under ``loc``, with its description.
 
     A section of which no variable is set at all (no ``SIP_FAILOVER_TRUNK__*``)
@@ -121,7 +121,7 @@ def _not_json(name: str, value: str) -> str | None:
     return None
 
 
-def _read_as_json(annotation: Any) -> bool:
+def _read_as_json(annotation: object) -> bool:
     """pydantic-settings decodes lists, sets, mappings and sections as JSON."""
     kinds = (list, set, frozenset, tuple, dict)
     origin = typing.get_origin(annotation)
@@ -192,7 +192,7 @@ def _fields_by_name(model: type[BaseModel]) -> dict[str, FieldInfo]:
     return dict(_fields(model))
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
+def _model_of(annotation: object) -> type[BaseModel] | None:
     for candidate in (annotation, *typing.get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate

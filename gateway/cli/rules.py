@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
 from gateway.core.causes import FAILURES, Outcome
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from gateway.core.health import HealthState
+    from gateway.json_types import JsonObject, JsonValue
 
 EXIT_OK = 0
 EXIT_NO_ROUTE = 1  # the gateway would refuse the call (404)
@@ -161,18 +162,19 @@ def explanation(
     from_: str | None,
     at: datetime,
     health: Mapping[str, HealthState] | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """What happens to a call, as a JSON-ready dict; ``text`` says it in words."""
     local = at.astimezone(ZoneInfo(rules.timezone))
     mode, source = rules.active_mode
-    call: dict[str, Any] = {"to": to, "from": from_, "at": local.isoformat(), "mode": mode,
-                            "mode_source": source, "health": dict(health or {})}  # fmt: skip
+    states: JsonObject = {name: str(state) for name, state in (health or {}).items()}
+    call: JsonObject = {"to": to, "from": from_, "at": local.isoformat(), "mode": mode,
+                        "mode_source": source, "health": states}  # fmt: skip
     intro = f"at {local:%a %Y-%m-%d %H:%M} ({rules.timezone}), mode {mode} (from {source})"
     plan = plan_call(rules, to, from_, at, health or {})  # the gateway's own planner
     schedules = {name: rules.is_open(name, at) for name in rules.schedules}
     closed = {name: reason for name, schedule in rules.schedules.items()
               if (reason := why_closed(schedule, local.date())) is not None}  # fmt: skip
-    call |= {"schedules": schedules, "closed_because": closed}
+    call |= {"schedules": {**schedules}, "closed_because": {**closed}}
     if plan is None:
         text = f"{intro}: {_refusal(rules, to, from_)}{_closed_words(closed)}"
         return {**call, "route": None, "steps": [], "text": text}
@@ -183,7 +185,7 @@ def explanation(
     if not plan.steps or plan.steps[-1].kind != "voicemail":
         text += "; then the call is refused"
     text += _closed_words(closed)
-    steps = [_step_dict(step) for step in plan.steps]
+    steps: list[JsonValue] = [_step_dict(step) for step in plan.steps]
     return {**call, "route": route.name, "steps": steps, "text": text}
 
 
@@ -238,7 +240,7 @@ def _refusal(rules: Rules, to: str, from_: str | None) -> str:
     return f"no route for a call to {to} from {from_ or 'anonymous'} now; refused with 404"
 
 
-def _step_dict(step: PlanStep) -> dict[str, Any]:
+def _step_dict(step: PlanStep) -> JsonObject:
     if not isinstance(step, RingPlan):
         return {"kind": step.kind, "box": step.box}
     return {
