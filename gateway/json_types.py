@@ -2,33 +2,28 @@
 
 MQTT payloads, the status file, the edge's line protocol and the rules' JSON
 schema are JSON: these aliases say so, so that ``mypy --strict`` checks what
-goes into them instead of waving ``Any`` through. ``json.loads`` is typed
-``Any`` in typeshed; :func:`loads` gives its result the honest type, and
-:func:`as_object` / :func:`as_array` narrow a value read from outside before
-its fields are used.
+goes into them instead of letting every value through. typeshed types
+``json.loads`` as returning any type at all; :func:`loads` gives its result
+the honest type, and :func:`as_object` / :func:`as_array` narrow a value read
+from outside before its fields are used.
 
 ``JsonObject`` is a ``dict`` (invariant): build it from a literal or annotate
 the variable, e.g. ``payload: JsonObject = {"state": "up"}``. A function that
 only reads an object takes ``JsonMapping``, which also accepts a
-``dict[str, str]``.
-
-The recursive aliases are strings at run time: they are for annotations that
-mypy reads; a pydantic model's field takes ``pydantic.JsonValue`` instead.
+``dict[str, str]``. A pydantic model's field takes ``pydantic.JsonValue``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, TypeAlias
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from collections.abc import Mapping
+from typing import TypeAlias
 
 JsonScalar: TypeAlias = str | int | float | bool | None
-JsonValue: TypeAlias = "JsonScalar | list[JsonValue] | dict[str, JsonValue]"
-JsonArray: TypeAlias = "list[JsonValue]"
-JsonObject: TypeAlias = "dict[str, JsonValue]"
-JsonMapping: TypeAlias = "Mapping[str, JsonValue]"
+JsonValue: TypeAlias = JsonScalar | list["JsonValue"] | dict[str, "JsonValue"]
+JsonArray: TypeAlias = list[JsonValue]
+JsonObject: TypeAlias = dict[str, JsonValue]
+JsonMapping: TypeAlias = Mapping[str, JsonValue]
 
 
 def loads(text: str | bytes) -> JsonValue:

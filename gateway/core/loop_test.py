@@ -178,7 +178,7 @@ class LoopTest:
             return self._end(LoopVerdict.NOT_ROUTED, after, sip_code)
         if sip_code in LOOP_BLOCK_CODES:
             return self._end(LoopVerdict.BLOCKED, after, sip_code)
-        # Anything else (480, 486 ...): the INVITE may still be on its way
+        # Another code (480, 486 ...): the INVITE may still be on its way
         # (our 603 and the trunk's answer cross); the deadline decides.
         self._leg_code = sip_code
         return None

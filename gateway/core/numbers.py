@@ -84,7 +84,7 @@ def prefix_key(prefix: str, region: str | None = None) -> str:
     """A caller prefix (``+3247``, ``047``, ``003247``) as the start of E.164 numbers.
 
     A national prefix (``047`` in BE) becomes ``+3247``; in a country whose
-    numbers keep their leading 0 (IT) ``06`` becomes ``+3906``. Anything else
+    numbers keep their leading 0 (IT) ``06`` becomes ``+3906``. Another prefix
     stays as written (``plain``).
     """
     number = plain(prefix)

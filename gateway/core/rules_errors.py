@@ -14,7 +14,6 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import BaseModel
 from ruamel.yaml import YAML
@@ -245,7 +244,7 @@ def describe(value: object) -> str:
 
 def _keys_at(root: type[BaseModel], loc: Loc, tags: Mapping[str, type[BaseModel]]) -> list[str]:
     """The keys a mapping at ``loc`` may have, following the models' annotations."""
-    current: Any = root
+    current: object = root
     for part in loc:
         if isinstance(part, str) and part in tags:
             current = tags[part]
@@ -259,7 +258,7 @@ def _keys_at(root: type[BaseModel], loc: Loc, tags: Mapping[str, type[BaseModel]
     return []
 
 
-def _element(annotation: Any) -> Any:
+def _element(annotation: object) -> object:
     """The type of an item of a tuple/list/dict annotation (Annotated unwrapped)."""
     while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,9 @@ from pydantic import (
 
 from gateway.core.rules_errors import describe
 from gateway.core.rules_values import Duration, fail, one_or_list, one_or_many
+
+if TYPE_CHECKING:
+    from pydantic.config import JsonDict
 
 GreetingCheck = Callable[[str], str | None]
 """A greeting as written in the rules -> what is wrong with its file, or None."""
@@ -64,9 +67,12 @@ LocalTime = Annotated[
 NO_ADDRESS = "a voicemail box needs at least one address: its messages would reach nobody"
 
 
-def _email_required(schema: dict[str, Any]) -> None:
+def _email_required(schema: JsonDict) -> None:
     """The schema says what the validator enforces: an editor flags a box without email."""
-    schema["properties"]["email"].pop("default", None)
+    properties = schema["properties"]
+    email = properties.get("email") if isinstance(properties, dict) else None
+    assert isinstance(email, dict), "VoicemailBox has an email field"
+    email.pop("default", None)
     schema["required"] = ["email"]
 
 

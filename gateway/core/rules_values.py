@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +28,11 @@ from gateway.core.causes import FAILURES, Outcome
 from gateway.core.numbers import e164, is_region, number_key, prefix_key
 from gateway.core.rules_errors import describe
 from gateway.core.schedule import DAYS, Schedule, ScheduleError, parse_schedule
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from gateway.json_types import JsonMapping
 
 
 def fail(detail: str, *sub_loc: str | int) -> PydanticCustomError:
@@ -84,7 +89,7 @@ def country_in(info: ValidationInfo) -> str | None:
     return country if isinstance(country, str) else None
 
 
-def _in_country(check: Any) -> BeforeValidator:
+def _in_country(check: Callable[[object, str | None], str]) -> BeforeValidator:
     """A validator ``check(value, country)`` reading numbers in the rules' country."""
     return BeforeValidator(lambda value, info: check(value, country_in(info)))
 
@@ -160,12 +165,12 @@ def _name(value: object) -> str:
     return value
 
 
-def unknown(what: str, name: str, known: Any) -> str:
+def unknown(what: str, name: str, known: Iterable[str]) -> str:
     listed = ", ".join(sorted(known)) or "none are defined"
     return f"unknown {what} '{name}' (defined: {listed})"
 
 
-def _defined(section: str, what: str) -> Any:
+def _defined(section: str, what: str) -> AfterValidator:
     def check(value: str, info: ValidationInfo) -> str:
         known = (info.context or {}).get(section)
         if known is not None and value not in known:
@@ -175,7 +180,7 @@ def _defined(section: str, what: str) -> Any:
     return AfterValidator(check)
 
 
-def one_or_list(item: dict[str, Any]) -> WithJsonSchema:
+def one_or_list(item: JsonMapping) -> WithJsonSchema:
     """The schema of a field written as one item or a list of them."""
     return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item, "minItems": 1}]})
 

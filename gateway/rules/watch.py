@@ -3,7 +3,7 @@
 The folder is watched, not the file: editors save by writing a new file and
 renaming it over the old one (vim, VS Code), and Kubernetes swaps a ConfigMap
 by re-pointing a symlink; a watch on the file itself would follow the old
-inode and miss every save after the first. Any change in the folder, once
+inode and miss every save after the first. A change in the folder, once
 quiet for ``debounce_ms``, leads to a look at the file's content: only a new
 content (its SHA-256 differs from the last one seen) calls ``on_change``,
 so touching the file, or saving it unchanged, reloads nothing.

@@ -24,8 +24,8 @@ from loguru import logger
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-JsonScalar: TypeAlias = str | int | float | bool | None
-JsonValue: TypeAlias = JsonScalar | list["JsonValue"] | dict[str, "JsonValue"]
+    from gateway.json_types import JsonValue
+
 StatusSink: TypeAlias = "Callable[[str, Mapping[str, object]], None]"
 """``notify(kind, data)``: how the parts of the gateway hand an event to the bus."""
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from gateway.status.bus import JsonValue, StatusEvent
+    from gateway.json_types import JsonValue
+    from gateway.status.bus import StatusEvent
 
 TRUNK_REGISTRATION = "trunk/registration"
 CALLS_ACTIVE = "calls/active"
