@@ -19,8 +19,9 @@ import asyncio
 import json
 import os
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gateway.json_types import JsonObject, JsonValue, as_object, loads
 from gateway.status.state import (
     CALLS_ACTIVE,
     ENGINE,
@@ -120,7 +121,7 @@ class StatusFile:
         while (event := self._subscription.get_nowait()) is not None:
             self.state.apply(event)
 
-    def document(self, *, stopped: bool = False) -> dict[str, Any]:
+    def document(self, *, stopped: bool = False) -> JsonObject:
         """The file's content now (see docs/mqtt.md, "Status file")."""
         retained = self.state.retained()
         targets = dict.fromkeys(self._targets())
@@ -158,8 +159,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _parsed(payload: str | None) -> Any:
-    return json.loads(payload) if payload is not None else None
+def _parsed(payload: str | None) -> JsonValue:
+    return loads(payload) if payload is not None else None
 
 
 class NotRunningError(Exception):
@@ -168,7 +169,7 @@ class NotRunningError(Exception):
 
 def read_status(
     path: Path, now: datetime, pid_alive: Callable[[int], bool] | None = None
-) -> dict[str, Any]:
+) -> JsonObject:
     """Read the status file and check that its gateway is alive.
 
     Args:
@@ -184,17 +185,19 @@ def read_status(
             not updated for `STALE_AFTER` seconds; the message says which.
     """
     try:
-        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        document = as_object(loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise NotRunningError(f"the gateway is not running (no {path})") from None
     except (OSError, ValueError) as error:
         raise NotRunningError(f"cannot read {path}: {error}") from None
+    if document is None:
+        raise NotRunningError(f"cannot read {path}: not a JSON object")
     if document.get("state") == "stopped":
         raise NotRunningError(f"the gateway is not running (stopped at {document['stopped_at']})")
-    pid = int(document.get("pid") or 0)
+    pid = _count(document.get("pid"))
     if not (pid_alive or _pid_alive)(pid):
         raise NotRunningError(f"the gateway is not running (pid {pid} is gone: killed or crashed)")
-    age = (now - datetime.fromisoformat(document["updated_at"])).total_seconds()
+    age = (now - datetime.fromisoformat(str(document["updated_at"]))).total_seconds()
     if age > STALE_AFTER:
         raise NotRunningError(f"the gateway (pid {pid}) has not updated {path} for {age:.0f} s")
     return document
@@ -212,34 +215,35 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def format_status(document: dict[str, Any]) -> str:
+def format_status(document: JsonObject) -> str:
     """A live status document as ``sip-failover status`` prints it."""
+    targets = as_object(document["targets"]) or {}
     lines = [
         (
             f"gateway        {document['gateway_id']} (pid {document['pid']}),"
             f" running since {document['started_at']}"
         ),
-        f"availability   {document['availability']} (MQTT {_LINK.get(document['mqtt'], '?')})",
-        f"trunk          {_registration(document['trunk_registration'])}",
-        *_rules_lines(document["rules"]),
-        f"mode           {_mode(document.get('mode'))}",
+        f"availability   {document['availability']} (MQTT {_LINK.get(str(document['mqtt']), '?')})",
+        f"trunk          {_registration(as_object(document['trunk_registration']))}",
+        *_rules_lines(as_object(document["rules"])),
+        f"mode           {_mode(as_object(document.get('mode')))}",
         f"active calls   {document['calls_active']}",
         f"refused/min    {document.get('refused_sources_per_minute', 0)} (strangers, floods)",
-        f"SIP engine     {_engine(document.get('engine'))}",
-        *_slots_lines(document.get("slots")),
-        f"last failover  {_failover(document['last_failover'])}",
-        "targets" if document["targets"] else "targets        (none)",
+        f"SIP engine     {_engine(as_object(document.get('engine')))}",
+        *_slots_lines(as_object(document.get("slots"))),
+        f"last failover  {_failover(as_object(document['last_failover']))}",
+        "targets" if targets else "targets        (none)",
     ]
-    width = max((len(name) for name in document["targets"]), default=0)
-    for name, health in document["targets"].items():
-        lines.append(f"  {name.ljust(width)}  {_health(health)}")
+    width = max((len(name) for name in targets), default=0)
+    for name, health in targets.items():
+        lines.append(f"  {name.ljust(width)}  {_health(as_object(health))}")
     return "\n".join(lines)
 
 
 _LINK = {"connected": "connected", "disconnected": "broker unreachable", "off": "not configured"}
 
 
-def _registration(reg: dict[str, Any] | None) -> str:
+def _registration(reg: JsonObject | None) -> str:
     if reg is None:
         return "(not reported yet)"
     answer = " ".join(str(part) for part in (reg["code"], reg["reason"]) if part)
@@ -247,7 +251,7 @@ def _registration(reg: dict[str, Any] | None) -> str:
     return f"{reg['state']}{f' ({answer})' if answer else ''} since {reg['since']}{expires}"
 
 
-def _rules_lines(rules: dict[str, Any] | None) -> list[str]:
+def _rules_lines(rules: JsonObject | None) -> list[str]:
     if rules is None:
         return ["rules          (not reported yet)"]
     lines = [
@@ -261,25 +265,27 @@ def _rules_lines(rules: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _slots_lines(slots: dict[str, Any] | None) -> list[str]:
+def _slots_lines(slots: JsonObject | None) -> list[str]:
     """A pool's call legs (a single gateway has no such line)."""
     if slots is None:
         return []
-    workers = ", ".join(f"{name} {w['in_use']}/{w['in_use'] + w['free']}"
-                        for name, w in slots["workers"].items())  # fmt: skip
+    pool = {name: as_object(w) or {} for name, w in (as_object(slots["workers"]) or {}).items()}
+    workers = ", ".join(f"{name} {w['in_use']}/{_count(w['in_use']) + _count(w['free'])}"
+                        for name, w in pool.items())  # fmt: skip
     return [f"call legs      {slots['in_use']} in use, {slots['free']} free ({workers})"]
 
 
 _SET_BY = {"file": "from the rules file", "mqtt": "set over MQTT"}
 
 
-def _mode(mode: dict[str, Any] | None) -> str:
+def _mode(mode: JsonObject | None) -> str:
     if mode is None:
         return "(not reported yet)"
-    return f"{mode['mode']} ({_SET_BY.get(mode['source'], mode['source'])} since {mode['since']})"
+    source = str(mode["source"])
+    return f"{mode['mode']} ({_SET_BY.get(source, source)} since {mode['since']})"
 
 
-def _engine(engine: dict[str, Any] | None) -> str:
+def _engine(engine: JsonObject | None) -> str:
     if engine is None:
         return "(not reported yet)"
     handles = f" of {engine['io_handles']} handles" if engine.get("io_handles") else ""
@@ -289,7 +295,7 @@ def _engine(engine: dict[str, Any] | None) -> str:
     )
 
 
-def _failover(last: dict[str, Any] | None) -> str:
+def _failover(last: JsonObject | None) -> str:
     if last is None:
         return "(none since start)"
     return (
@@ -304,7 +310,7 @@ def _names(value: object) -> str:
     return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
-def _health(health: dict[str, Any] | None) -> str:
+def _health(health: JsonObject | None) -> str:
     if health is None:
         return "unknown (no evidence yet)"
     evidence = health.get("evidence")
@@ -314,3 +320,8 @@ def _health(health: dict[str, Any] | None) -> str:
         evidence = json.dumps(evidence, separators=(",", ":"))
     evidence = f"  {evidence}" if evidence else ""
     return f"{health['state']} since {health['since']}{evidence}"
+
+
+def _count(value: JsonValue) -> int:
+    """A count or pid from the file; 0 when absent."""
+    return value if isinstance(value, int) else 0
