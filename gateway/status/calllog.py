@@ -19,17 +19,19 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import quote
 
 from loguru import logger
 
 from gateway.core.callback import CallerCall, MissedCaller, callback_list
+from gateway.json_types import as_array, loads
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
+    from gateway.json_types import JsonValue
     from gateway.status.bus import EventBus, StatusEvent
 
 BATCH = 500
@@ -96,12 +98,31 @@ class CallRecord:
     reason: str | None = None  # why a call was refused or failed without a leg to blame
 
 
+SqlValue: TypeAlias = str | int | float | bytes | None
+"""What sqlite3 gives back for one column: TEXT, INTEGER, REAL, BLOB or NULL."""
+Row: TypeAlias = tuple[SqlValue, ...]
+
+
 def _ts(at: datetime) -> float:
     return at.timestamp()
 
 
-def _dt(value: float) -> datetime:
+def _dt(value: SqlValue) -> datetime:
+    assert isinstance(value, int | float), "started and at are REAL, written by _ts"
     return datetime.fromtimestamp(value, UTC)
+
+
+def _text(value: SqlValue) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: SqlValue) -> int | None:
+    # INTEGER affinity stores what the events carry (ints) as integers.
+    return value if isinstance(value, int) else None
+
+
+def _real(value: SqlValue) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 class CallLog:
@@ -178,7 +199,7 @@ class CallLog:
         """Calls started at or after ``since`` (all if None), newest first."""
         start = _ts(since) if since else float("-inf")
         with self._lock:
-            rows = self._db.execute(
+            rows: list[Row] = self._db.execute(
                 "SELECT * FROM calls WHERE started >= ? ORDER BY started DESC", (start,)
             ).fetchall()
             return [self._call(row) for row in rows]
@@ -192,33 +213,35 @@ class CallLog:
         """
         start = _ts(since) if since else float("-inf")
         with self._lock:
-            rows = self._db.execute(
+            rows: list[Row] = self._db.execute(
                 "SELECT caller, started, result, voicemail_id FROM calls"
                 " WHERE started >= ? AND result IS NOT NULL",
                 (start,),
             ).fetchall()
-        calls = [CallerCall(row[0] or "", _dt(row[1]), row[2], row[3]) for row in rows]
+        calls = [CallerCall(_text(row[0]) or "", _dt(row[1]), _text(row[2]), _text(row[3]))
+                 for row in rows]  # fmt: skip
         return callback_list(calls, since, until)
 
-    def _call(self, row: tuple[Any, ...]) -> CallRecord:
-        call_id = row[0]
-        reason = row[13] if len(row) > 13 else None
-        steps = self._db.execute(
+    def _call(self, row: Row) -> CallRecord:
+        call_id = str(row[0])
+        reason = _text(row[13]) if len(row) > 13 else None
+        steps: list[Row] = self._db.execute(
             "SELECT step, kind, targets, outcome, sip_code, q850 FROM steps"
             " WHERE call_id = ? ORDER BY step",
             (call_id,),
         ).fetchall()
-        legs = self._db.execute(
+        legs: list[Row] = self._db.execute(
             "SELECT leg, target, outcome, sip_code, q850, at FROM legs"
             " WHERE call_id = ? ORDER BY at, rowid",
             (call_id,),
         ).fetchall()
-        caller, called, route, result, outcome, sip_code, q850, who, box, secs = row[2:12]
+        caller, called, route, result, outcome = (_text(value) for value in row[2:7])
+        sip_code, q850, who, box, secs = _int(row[7]), _int(row[8]), *row[9:12]
         return CallRecord(
             call_id, _dt(row[1]), caller, called, route, result, outcome, sip_code, q850,
-            who, box, secs,
+            _text(who), _text(box), _real(secs),
             steps=tuple(_step_record(s) for s in steps),
-            legs=tuple(LegRecord(str(g[0]), g[1], g[2], g[3], g[4], _dt(g[5])) for g in legs),
+            legs=tuple(_leg_record(g) for g in legs),
             reason=reason,
         )  # fmt: skip
 
@@ -230,9 +253,15 @@ def _add_reason_column(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE calls ADD COLUMN reason TEXT")
 
 
-def _step_record(row: tuple[Any, ...]) -> StepRecord:
-    targets = tuple(json.loads(row[2] or "[]"))
-    return StepRecord(row[0], row[1], targets, row[3], row[4], row[5])
+def _step_record(row: Row) -> StepRecord:
+    targets = tuple(str(name) for name in as_array(loads(_text(row[2]) or "[]")) or [])
+    return StepRecord(_int(row[0]) or 0, _text(row[1]) or "", targets, _text(row[3]),
+                      _int(row[4]), _int(row[5]))  # fmt: skip
+
+
+def _leg_record(row: Row) -> LegRecord:
+    leg, target, outcome = str(row[0]), _text(row[1]) or "", _text(row[2])
+    return LegRecord(leg, target, outcome, _int(row[3]), _int(row[4]), _dt(row[5]))
 
 
 # Folding: one function per event kind, each a few statements of SQL.
@@ -274,7 +303,7 @@ def _leg(db: sqlite3.Connection, event: StatusEvent) -> None:
     )  # fmt: skip
 
 
-def _close_step(db: sqlite3.Connection, call_id: str, values: tuple[Any, ...]) -> None:
+def _close_step(db: sqlite3.Connection, call_id: str, values: tuple[JsonValue, ...]) -> None:
     """Set outcome, sip_code, q850 of the call's latest step."""
     db.execute(
         "UPDATE steps SET outcome = ?, sip_code = ?, q850 = ? WHERE call_id = ? AND step ="

@@ -17,12 +17,14 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.core.rules_values import MODES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from gateway.json_types import JsonObject
 
 from gateway.status.state import (
     CALLS_ACTIVE,
@@ -35,8 +37,8 @@ from gateway.status.state import (
 )
 
 DISCOVERY_PREFIX = "homeassistant"
-ORIGIN = {"name": "sip-failover", "sw_version": "0.1.0"}
-HEALTH_STATES = ["up", "unassigned", "down", "unknown"]
+ORIGIN: JsonObject = {"name": "sip-failover", "sw_version": "0.1.0"}
+HEALTH_STATES = ("up", "unassigned", "down", "unknown")
 _NOT_SLUG = re.compile(r"[^a-z0-9_]+")
 
 
@@ -46,7 +48,7 @@ class Entity:
 
     component: str
     object_id: str
-    config: dict[str, Any]
+    config: JsonObject
 
 
 def slug(text: str) -> str:
@@ -179,7 +181,7 @@ class Discovery:
                 {
                     "name": f"{target} health",
                     "device_class": "enum",
-                    "options": HEALTH_STATES,
+                    "options": list(HEALTH_STATES),
                     "state_topic": f"{p}/{health_topic(target)}",
                     "value_template": "{{ value_json.state }}",
                     "json_attributes_topic": f"{p}/{health_topic(target)}",
@@ -197,7 +199,7 @@ class Discovery:
             ),
         ]
 
-    def _full(self, entity: Entity) -> dict[str, Any]:
+    def _full(self, entity: Entity) -> JsonObject:
         unique = f"{self.node_id}_{entity.object_id}"
         return {
             **entity.config,
