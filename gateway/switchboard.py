@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -45,12 +45,14 @@ from gateway.sip.signals import (
     SitSignal,
 )
 from gateway.voicemail.machine import AnsweringMachine, VoicemailCall
+from gateway.voicemail_runs import VoicemailRuns
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
-    from gateway.core.admission import Admission, EngineLoad
+    from gateway.call_engine import CallEngine
+    from gateway.core.admission import Admission
     from gateway.core.health import HealthState
     from gateway.core.plan import Dial
     from gateway.core.rules import Rules
@@ -60,24 +62,6 @@ if TYPE_CHECKING:
 
 NO_PLAN = Plan(route="", steps=())  # a call no route took
 RATE_EVERY_S = 1.0  # the refused-sources rate is published at most this often
-
-
-class CallEngine(Protocol):
-    """What the switchboard needs of the SIP engine (gateway/sip/engine.py; a fake in tests)."""
-
-    def poll(self) -> list[Signal]: ...
-    def legs_in_use(self) -> int: ...
-    def load(self, now: float) -> EngineLoad: ...
-    def new_call_id(self) -> str: ...
-    def ring(self, leg: str, target: Dial, call_info: CallInfo | None = None) -> None: ...
-    def stop_leg(self, leg: str, code: int = 0) -> None: ...
-    def answer(self, call_id: str, code: int = 200) -> None: ...
-    def refuse(self, call_id: str, code: int, q850: int | None,
-               retry_after: int | None = None) -> None: ...  # fmt: skip
-    def hang_up_caller(self, call_id: str) -> None: ...
-    def connect(self, call_id: str, leg: str) -> bool: ...
-    def codecs(self, call_id: str, leg: str) -> tuple[str, str]: ...
-    def hang_up_all(self) -> None: ...
 
 
 @dataclass
@@ -123,11 +107,11 @@ class Switchboard:
         self.on_registration = on_registration or (lambda _sig: None)
         self._calls: dict[str, _Call] = {}
         self._leg_owner: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[VoicemailEnded]] = set()
         self._turned_away: list[tuple[InviteOffer, Screening]] = []
         self._active_published = 0  # calls.active is published when it changes
         self._rate_published: tuple[float, int] = (float("-inf"), 0)
-        self.machine = machine
+        self.voicemail = VoicemailRuns(loop, machine, self._voicemail_done,
+                                       engine.hang_up_caller)  # fmt: skip
         self.prober = prober
         self.loop_test = loop_test
         self._held = AnswerHold(loop, self._answer_counts)
@@ -359,28 +343,9 @@ class Switchboard:
 
     def _start_voicemail(self, call_id: str, box: str, why: str) -> None:
         call = self._calls[call_id]
-        config = call.rules.voicemail.get(box)
-        if self.machine is None or config is None:
-            logger.error("call {}: voicemail box {} is not available", call_id, box)
-            unavailable = VoicemailEnded("unavailable", stored=False)
-            self.loop.call_soon(self._voicemail_done, call_id, unavailable)
-            return
         info = call.session.info
         taking = VoicemailCall(call_id, info.caller, info.called, call.session.plan.route, box, why)
-        task = self.loop.create_task(self.machine.take(taking, config), name=f"voicemail.{call_id}")
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: self._voicemail_task_done(call_id, t))
-
-    def _voicemail_task_done(self, call_id: str, task: asyncio.Task[VoicemailEnded]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            logger.opt(exception=error).error("call {}: voicemail failed", call_id)
-            self.engine.hang_up_caller(call_id)
-        ended = VoicemailEnded("error", stored=False) if error else task.result()
-        self._voicemail_done(call_id, ended)
+        self.voicemail.start(taking, call.rules.voicemail.get(box))
 
     def _voicemail_done(self, call_id: str, ended: VoicemailEnded) -> None:
         if call_id in self._calls:
