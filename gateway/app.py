@@ -289,7 +289,9 @@ class Gateway:
         self.registration.stop()
         await self._pump_while(lambda: self.registration.unregistering, UNREGISTER_S)
 
-    async def _pump_while(self, condition: Callable[[], bool], limit: float, *, grace: bool = False) -> None:
+    async def _pump_while(
+        self, condition: Callable[[], bool], limit: float, *, grace: bool = False
+    ) -> None:
         """Pump pjsua while ``condition()`` holds, ``limit`` seconds at most.
 
         After a second stop signal the grace period ends at once and any
