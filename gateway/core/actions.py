@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.core.plan import Dial
+    from gateway.json_types import JsonObject
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ class Notify:
     """A status event for the bus (MQTT, call log, health)."""
 
     kind: str
-    data: dict[str, object] = field(default_factory=dict)  # JSON values, or shown as text
+    data: JsonObject = field(default_factory=dict)
 
 
 Action = (

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
+    from gateway.json_types import JsonObject
+
 
 class HealthState(StrEnum):
     """What the gateway believes about a target."""
@@ -114,7 +116,7 @@ class Evidence:
         text = f"{_code_words(sip_code, q850, outcome)} to {_SOURCE_WORDS[source]}"
         return cls(source, outcome, sip_code, q850, at, text, rang)
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self) -> JsonObject:
         """The evidence as JSON values (for ``target.health`` events)."""
         return {
             "source": self.source.value,
@@ -197,7 +199,7 @@ class HealthStatus:
     since: datetime
     evidence: Evidence | None  # None until some evidence counted
 
-    def as_json(self, target: str) -> dict[str, object]:
+    def as_json(self, target: str) -> JsonObject:
         """The ``target.health`` event data: target, state, since, evidence."""
         return {
             "target": target,
@@ -223,7 +225,7 @@ class HealthChange:
     evidence: Evidence | None
     outage_since: datetime | None = None
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self) -> JsonObject:
         """The ``target.health`` event data: target, state, since, evidence."""
         status = HealthStatus(self.address, self.state, self.since, self.evidence)
         return status.as_json(self.target)

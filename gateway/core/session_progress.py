@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from gateway.core.actions import Action, Notify, Refuse, Ring, StartVoicemail
 from gateway.core.causes import CONGESTION_Q850, RETRY_AFTER_S, Outcome, response_for
 from gateway.core.plan import Plan, RingMode, VoicemailPlan
 from gateway.core.step import LegRecord, LegState, StepRun
+
+if TYPE_CHECKING:
+    from gateway.json_types import JsonObject, JsonValue
 
 VOICEMAIL_UNAVAILABLE = "voicemail_unavailable"  # reason of a call whose box took no message
 
@@ -165,7 +169,7 @@ class CallProgress:
         leg = self._legs.get(leg_id)
         return leg if leg is not None and leg.state is not LegState.CLOSED else None
 
-    def _ids(self, **data: object) -> dict[str, object]:
+    def _ids(self, **data: JsonValue) -> JsonObject:
         return {"call_id": self.info.call_id, **data}
 
     def _incoming(self) -> Notify:
@@ -176,18 +180,17 @@ class CallProgress:
 
     def _failover_data(
         self, from_names: tuple[str, ...], to: tuple[str, ...] | None
-    ) -> dict[str, object]:
+    ) -> JsonObject:
         last = self.last
         assert last is not None
-        return self._ids(
-            **{
-                "from": list(from_names),
-                "to": list(to) if to is not None else None,
-                "outcome": last.outcome.value if last.outcome else None,
-                "sip_code": last.sip_code,
-                "q850": last.q850,
-            }
-        )
+        data: JsonObject = {
+            "from": list(from_names),
+            "to": list(to) if to is not None else None,
+            "outcome": last.outcome.value if last.outcome else None,
+            "sip_code": last.sip_code,
+            "q850": last.q850,
+        }
+        return self._ids(**data)
 
     def _why(self) -> str:
         """Why the call came to voicemail, in words for the mail subject.

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from gateway.core.causes import Outcome, ring_timed_out
 from gateway.core.plan import Dial, RingMode, RingPlan
+
+if TYPE_CHECKING:
+    from gateway.json_types import JsonObject
 
 # When several legs of one step fail, the caller (and failover_on) hears the
 # most telling outcome: a person was there but busy beats a dead number
@@ -101,7 +105,7 @@ class LegRecord:
         """How this leg ended if its time ran out (decided in causes.py)."""
         return ring_timed_out(heard_anything=self.state is not LegState.CALLING)
 
-    def as_event(self, call_id: str) -> dict[str, object]:
+    def as_event(self, call_id: str) -> JsonObject:
         outcome = self.outcome.value if self.outcome else "cancelled"
         return {
             "call_id": call_id,

@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Self, TypeAlias, cast
+from typing import TYPE_CHECKING, Self, TypeAlias
 
 from loguru import logger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from gateway.json_types import JsonValue
 
@@ -174,12 +175,27 @@ class EventBus:
             at: When it happened (aware); now if omitted.
         """
         try:
-            event = StatusEvent(kind, _utc(at), cast("dict[str, JsonValue]", dict(data)))
+            fields = {name: _json_value(value) for name, value in data.items()}
+            event = StatusEvent(kind, _utc(at), fields)
             for subscription in tuple(self._subscriptions):
                 subscription.put(event)
         except Exception:  # noqa: BLE001 - see below
             # The call path must survive a status bug: log it, carry on.
             logger.exception("status event {} dropped", kind)
+
+
+def _json_value(value: object) -> JsonValue:
+    """``value`` as JSON holds it: a tuple as a list, a key as text, the rest as its text.
+
+    Every subscriber then sees what the ``events`` topic shows (``to_json``).
+    """
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    return str(value)
 
 
 def _utc(at: datetime | None) -> datetime:

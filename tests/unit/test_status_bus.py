@@ -78,3 +78,17 @@ async def test_async_iteration_ends_after_close_and_drain() -> None:
 def test_zero_sized_subscription_is_refused() -> None:
     with pytest.raises(ValueError, match="maxsize"):
         EventBus().subscribe("s", 0)
+
+
+def test_a_value_json_cannot_hold_reaches_every_subscriber_as_the_text_mqtt_shows() -> None:
+    # The call log, the status file and MQTT must see the same event: a
+    # subscriber that json.dumps its fields (the status file) must not choke.
+    bus = EventBus()
+    sub = bus.subscribe("s", 10)
+    since = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    bus.publish("target.health", {"target": "anna", "since": since, "names": ("a", "b"),
+                                  "evidence": {"at": since, 7: None}}, T0)  # fmt: skip
+    (event,) = drain(sub)
+    assert event.data == {"target": "anna", "since": str(since), "names": ["a", "b"],
+                          "evidence": {"at": str(since), "7": None}}  # fmt: skip
+    assert StatusEvent.from_json(event.to_json()) == event
