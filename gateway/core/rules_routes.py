@@ -1,9 +1,10 @@
 """What a route is: the targets it rings, its steps, and the calls it matches.
 
 The pydantic models of the rules file's ``targets`` entries and ``routes``
-items (DESIGN.md "Rules file"). Each checks itself; the checks that need the
-whole file (names that exist, route names unique) are in ``gateway.core.rules``,
-which holds ``Rules`` and re-exports everything here.
+items (DESIGN.md "Rules file"). Each checks itself (a name a step rings is
+checked against the file's names passed down by ``parse_rules``); the checks
+across the whole file (route names unique, references of rules built in code)
+are in ``gateway.core.rules``, which holds ``Rules`` and re-exports these models.
 """
 
 from __future__ import annotations

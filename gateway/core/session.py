@@ -1,14 +1,16 @@
 """One call's state machine: events and the time in, actions out.
 
-Everything that decides a call's state lives in this module. The two tables
+Every move of a call between states is in this module. The two tables
 at the bottom are the whole machine: ``TABLE`` says, for a call in a state
 and an event, which states it may go to and which handler decides among
 them; ``LEG_TABLE`` says where one outgoing leg goes on what it hears. "What
 happens on a 404 from the main line?": the leg table closes the leg
 (``FAILED``), and the row ``(RINGING, LegFailed)`` rings the next target in
 turn, moves to the next step (ring or voicemail), or refuses the caller.
-The moves the handlers share (take the next step, ring its legs, end the
-call) and the call's record are ``CallProgress`` (gateway/core/session_progress.py).
+The handlers share the plan's walk (take the next step, ring its legs, after
+a failed leg wait, ring on, move on or refuse, end the call) and the call's
+record: ``CallProgress`` in gateway/core/session_progress.py, whose methods
+return the state they lead to for the handler to return.
 Invariants (re-checked after every event and timer by tests/unit/callcore.py):
 
 - The session never sleeps and never reads a clock: every entry point takes
