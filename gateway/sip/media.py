@@ -9,11 +9,14 @@ later). pjsua2 names levels from the bridge port's side: on a call's audio,
 
 ``CallMedia`` is the answering machine's ``VoicemailLine``
 (gateway/voicemail/machine.py): with the engine's answer and hang-up passed
-in, it is all of the caller's line the machine needs.
+in, it is all of the caller's line the machine needs. The machine waits for
+news of its call (``changed``): the switchboard hands the line every
+``MediaChanged`` and ``CallerSignal`` the engine reports (``call_changed``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from typing import TYPE_CHECKING
 
@@ -39,6 +42,7 @@ class CallMedia:
         self._answer = answer
         self._hang_up = hang_up
         self._media: dict[str, list[pj.AudioMedia]] = {}  # players and recorders
+        self._news: dict[str, asyncio.Event] = {}  # per call someone waits on
 
     def answer(self, call_id: str, code: int = 200) -> None:
         """Answer the caller (``SipEngine.answer``)."""
@@ -111,6 +115,22 @@ class CallMedia:
         call = self.registry.inbound.get(call_id)
         audio = audio_of(call) if call is not None else None
         return int(audio.getTxLevel()) if audio is not None else 0
+
+    async def changed(self, call_id: str) -> None:
+        """Return at the call's next news (``call_changed``); at once if the caller is gone."""
+        if not self.caller_here(call_id):
+            return
+        news = self._news.setdefault(call_id, asyncio.Event())
+        news.clear()
+        await news.wait()
+
+    def call_changed(self, call_id: str) -> None:
+        """The engine reported news of the call: its audio changed, or the caller left."""
+        news = self._news.get(call_id)
+        if news is not None:
+            news.set()
+            if not self.caller_here(call_id):
+                del self._news[call_id]  # the last news of this call
 
     def stop_media(self, call_id: str) -> None:
         """Stop the players and recorders of a call.

@@ -2,8 +2,13 @@
 
 Runs as one asyncio task per voicemail call on the loop that also pumps the
 SIP engine, and uses only what ``VoicemailLine`` names of the caller's line
-(answer, play, record, level, stop, hang up): the SIP adapter implements it
-(gateway/sip/media.py), the unit tests a fake (tests/unit/test_voicemail_machine.py).
+(answer, play, record, level, stop, hang up, and news of the call): the SIP
+adapter implements it (gateway/sip/media.py), the unit tests a fake
+(tests/unit/test_voicemail_machine.py). It waits on that news, not on a
+clock: the caller's audio coming up and the caller hanging up wake it at
+once (the switchboard passes the engine's signals to the line); a prompt's
+end is a timer of the prompt's length. Only the caller's level, for silence,
+is a measurement read every ``TICK``.
 The rules are the box's; the order of what it does is the promise of
 docs/voicemail.md: the message is committed (fsync'd) to the
 spool before ``voicemail.recorded`` is announced and the mailer is woken.
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 _WAV_HEADER = 44  # pjmedia's WAV writer: a plain 44-byte header
 _PCM_BYTES_PER_SECOND = 16000  # 8 kHz, 16-bit mono
-TICK = 0.1  # seconds between level readings while recording
+TICK = 0.1  # seconds between level readings while recording (a hang-up does not wait for it)
 MEDIA_WAIT = 5.0  # how long the caller's audio may take to come up after 200 OK
 CLOSE_WAIT = 2.0  # how long the recorder may take to complete its WAV file
 BUILT_IN_GREETING = ASSETS / "greeting.wav"
@@ -50,6 +55,8 @@ class VoicemailLine(Protocol):
     def record(self, call_id: str, path: str) -> bool: ...
     def rx_level(self, call_id: str) -> int: ...  # the caller's level now, 0..100
     def stop_media(self, call_id: str) -> None: ...
+    async def changed(self, call_id: str) -> None: ...  # until the call's next news (or gone)
+    def call_changed(self, call_id: str) -> None: ...  # news: audio up/down, caller gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +106,9 @@ class AnsweringMachine:
             logger.error("call {}: the voicemail spool {} can take no message", call.call_id,
                          self.spool.root)  # fmt: skip
             return VoicemailEnded("unavailable", stored=False)
-        self.line.answer(call.call_id, 200)
-        if not await self._until(lambda: self.line.audio_ready(call.call_id), MEDIA_WAIT):
-            self.line.hang_up_caller(call.call_id)
-            self._dropped(call, 0.0, f"no audio from the caller within {MEDIA_WAIT:g} s")
-            return VoicemailEnded("no_audio", stored=False)
+        no_audio = await self._answer(call)
+        if no_audio is not None:
+            return no_audio
         if not await self._prompts(call.call_id, box):
             self._dropped(call, 0.0, "hung up during the greeting")
             return VoicemailEnded("hangup", stored=False)
@@ -111,6 +116,18 @@ class AnsweringMachine:
         if self._caller_here(call.call_id):
             self.line.hang_up_caller(call.call_id)
         return ended
+
+    async def _answer(self, call: VoicemailCall) -> VoicemailEnded | None:
+        """Answer and wait for the caller's audio; None once it is up, else how it ended."""
+        self.line.answer(call.call_id, 200)
+        if await self._until(call.call_id, lambda: self.line.audio_ready(call.call_id), MEDIA_WAIT):
+            return None
+        if not self._caller_here(call.call_id):
+            self._dropped(call, 0.0, "hung up before the audio came up")
+            return VoicemailEnded("hangup", stored=False)
+        self.line.hang_up_caller(call.call_id)
+        self._dropped(call, 0.0, f"no audio from the caller within {MEDIA_WAIT:g} s")
+        return VoicemailEnded("no_audio", stored=False)
 
     async def _take_message(self, call: VoicemailCall, box: VoicemailBox) -> VoicemailEnded:
         reservation = self.spool.reserve(call.call_id)
@@ -147,21 +164,21 @@ class AnsweringMachine:
             if seconds is None and prompt == greeting != BUILT_IN_GREETING:
                 # A broken greeting file must not cost the caller the message.
                 seconds = self.line.play(call_id, str(BUILT_IN_GREETING))
-            if await self._until(lambda: not self._caller_here(call_id), seconds or 0.0):
+            if await self._until_gone(call_id, seconds or 0.0):  # the prompt's end is its length
                 self.line.stop_media(call_id)
                 return False
         self.line.stop_media(call_id)
         return True
 
     async def _record(self, call_id: str, box: VoicemailBox) -> VoicemailEnd:
+        """Until the caller hangs up (at once), the length limit, or silence (read every TICK)."""
         silence = SilenceDetector(box.silence_seconds)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + box.max_seconds
         while True:
-            await asyncio.sleep(TICK)
-            now = loop.time()
-            if not self._caller_here(call_id):
+            if await self._until_gone(call_id, min(TICK, deadline - loop.time())):
                 return "hangup"
+            now = loop.time()
             if now >= deadline:
                 return "max_length"
             if silence.feed(self.line.rx_level(call_id), now):
@@ -212,15 +229,26 @@ class AnsweringMachine:
     def _caller_here(self, call_id: str) -> bool:
         return self.line.caller_here(call_id)
 
-    @staticmethod
-    async def _until(condition: Callable[[], bool], limit: float) -> bool:
-        """Wait until ``condition`` holds (True) or ``limit`` seconds pass (False)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        while not condition():
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.02)
+    async def _until_gone(self, call_id: str, limit: float) -> bool:
+        """True as soon as the caller is gone; False when ``limit`` seconds pass first."""
+        return await self._until(call_id, lambda: not self._caller_here(call_id), limit)
+
+    async def _until(self, call_id: str, condition: Callable[[], bool], limit: float) -> bool:
+        """Wait until ``condition`` holds (True) or ``limit`` seconds pass (False).
+
+        The condition is read again on each news of the call from the line,
+        never on a clock; nothing can happen between reading it and waiting,
+        since the news comes on this same loop. A caller who is gone ends the
+        wait (False, unless that is what the condition waits for).
+        """
+        try:
+            async with asyncio.timeout(max(limit, 0.0)):
+                while not condition():
+                    if not self._caller_here(call_id):
+                        return False  # no news will come of a call that is gone
+                    await self.line.changed(call_id)
+        except TimeoutError:
+            return False
         return True
 
 

@@ -3,12 +3,15 @@
 The fake implements ``VoicemailLine`` (what the SIP adapter's ``CallMedia``
 implements in the running gateway): the caller's speech is a script of
 levels, the recorder writes a real WAV file of a chosen length, and the
-caller hangs up when the script says so. The spool is a real one in a
+caller hangs up when the script says so. What the engine reports of the call
+(its audio up, the caller gone) wakes the machine through ``changed``, as the
+switchboard's news does in the running gateway. The spool is a real one in a
 temporary folder, so "stored" means committed and queued for mail.
 """
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,18 +42,42 @@ class FakeLine:
     media_up: bool = True
     greeting_plays: bool = True  # False: the box's own greeting cannot be played
     hang_up_after_greeting: bool = False
+    leaves_after_s: float | None = None  # the caller hangs up this long into the recording
+    media_up_after_s: float | None = None  # the caller's audio comes up this long after 200 OK
     here: bool = True
     answered: list[int] = field(default_factory=list)
     played: list[str] = field(default_factory=list)
     recorded: list[str] = field(default_factory=list)
     hung_up: int = 0
+    greeting_s: float = 0.01  # how long each prompt plays
+    levels_read_after_leaving: int = 0
+    _news: asyncio.Event = field(default_factory=asyncio.Event)
 
     def answer(self, call_id: str, code: int = 200) -> None:
         self.answered.append(code)
+        if self.media_up_after_s is not None:
+            asyncio.get_running_loop().call_later(self.media_up_after_s, self.audio_comes_up)
 
     def hang_up_caller(self, call_id: str) -> None:
         self.hung_up += 1
+        self.leave()
+
+    def leave(self) -> None:
+        """The caller's leg is gone, and the engine says so."""
         self.here = False
+        self.call_changed("c1")
+
+    def audio_comes_up(self) -> None:
+        self.media_up = True
+        self.call_changed("c1")
+
+    def call_changed(self, call_id: str) -> None:
+        self._news.set()
+
+    async def changed(self, call_id: str) -> None:
+        if self.here:
+            self._news.clear()
+            await self._news.wait()
 
     def caller_here(self, call_id: str) -> bool:
         return self.here
@@ -63,19 +90,23 @@ class FakeLine:
             return None
         self.played.append(path)
         if self.hang_up_after_greeting:
-            self.here = False
-        return 0.01
+            self.leave()
+        return self.greeting_s
 
     def record(self, call_id: str, path: str) -> bool:
         self.recorded.append(path)
         with wave.open(path, "wb") as wav:  # what pjmedia's recorder leaves once stopped
             wav.setparams((1, 2, 8000, 0, "NONE", "not compressed"))
             wav.writeframes(b"\0\0" * int(8000 * self.message_s))
+        if self.leaves_after_s is not None:
+            asyncio.get_running_loop().call_later(self.leaves_after_s, self.leave)
         return True
 
     def rx_level(self, call_id: str) -> int:
+        if not self.here:
+            self.levels_read_after_leaving += 1
         if not self.levels:
-            self.here = False
+            self.leave()
             return 0
         return self.levels.pop(0)
 
@@ -161,6 +192,50 @@ async def test_no_audio_from_the_caller_hangs_up_without_a_message(
     taken = await take(tmp_path, line)
     assert taken.ended == VoicemailEnded("no_audio", stored=False)
     assert (line.played, line.recorded, line.hung_up) == ([], [], 1)
+    assert taken.kinds() == ["voicemail.dropped"]
+
+
+async def test_a_caller_who_hangs_up_while_recording_is_noticed_before_the_next_level_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(machine_module, "TICK", 30.0)  # no level reading falls due meanwhile
+    line = FakeLine(levels=[SPEECH] * 100, leaves_after_s=0.05)
+    async with asyncio.timeout(5.0):
+        taken = await take(tmp_path, line, max_seconds=120)
+    assert taken.ended == VoicemailEnded("hangup", stored=True)
+    assert line.levels_read_after_leaving == 0, "the hang-up ended it, not a tick"
+
+
+async def test_the_caller_s_audio_coming_up_starts_the_greeting_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(machine_module, "MEDIA_WAIT", 30.0)
+    line = FakeLine(media_up=False, media_up_after_s=0.05)
+    async with asyncio.timeout(5.0):
+        taken = await take(tmp_path, line)
+    assert taken.ended == VoicemailEnded("hangup", stored=True)
+    assert line.played, "the greeting played once the audio was up"
+
+
+async def test_hanging_up_during_a_long_greeting_ends_it_at_once(tmp_path: Path) -> None:
+    line = FakeLine(greeting_s=60.0)
+    asyncio.get_running_loop().call_later(0.05, line.leave)
+    async with asyncio.timeout(5.0):
+        taken = await take(tmp_path, line)
+    assert taken.ended == VoicemailEnded("hangup", stored=False)
+    assert (line.recorded, line.hung_up) == ([], 0)
+
+
+async def test_a_caller_who_hangs_up_before_the_audio_comes_up_is_not_kept_waiting_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(machine_module, "MEDIA_WAIT", 30.0)
+    line = FakeLine(media_up=False)
+    asyncio.get_running_loop().call_later(0.05, line.leave)
+    async with asyncio.timeout(5.0):
+        taken = await take(tmp_path, line)
+    assert taken.ended == VoicemailEnded("hangup", stored=False), "they hung up: no audio failure"
+    assert (line.played, line.recorded, line.hung_up) == ([], [], 0)
     assert taken.kinds() == ["voicemail.dropped"]
 
 
