@@ -31,52 +31,79 @@ import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from gateway.core.causes import Outcome
 from gateway.core.health import Evidence, ProbeResult, Source
+from gateway.json_types import JsonObject, JsonValue, as_object, loads
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
 CONTROL_SOCKET = "control.sock"
 LINE_LIMIT = 1 << 20  # bytes in one message: an event is far smaller
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    """One message as one line."""
+def encode(message: Mapping[str, object]) -> bytes:
+    """One message as one line (a value JSON has no type for, a datetime say, as its text)."""
     return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
 
 
-def decode(line: bytes) -> dict[str, Any] | None:
+def decode(line: bytes) -> JsonObject | None:
     """One line as a message, or None (logged) when it is not one."""
     try:
-        message = json.loads(line)
+        message = as_object(loads(line))
     except ValueError:
         logger.warning("control channel: not JSON: {!r}", line[:200])
         return None
-    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+    if message is None or not isinstance(message.get("op"), str):
         logger.warning("control channel: not a message: {!r}", line[:200])
         return None
     return message
 
 
-def evidence_to_wire(evidence: Evidence | None) -> dict[str, Any] | None:
+def as_int(value: JsonValue) -> int:
+    """A message's whole number.
+
+    Raises:
+        ValueError: the value is no number (a peer's bug).
+    """
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise ValueError(f"not a number: {value!r}")
+
+
+def as_float(value: JsonValue) -> float:
+    """A message's number.
+
+    Raises:
+        ValueError: the value is no number (a peer's bug).
+    """
+    if isinstance(value, int | float | str):
+        return float(value)
+    raise ValueError(f"not a number: {value!r}")
+
+
+def evidence_to_wire(evidence: Evidence | None) -> dict[str, object] | None:
     if evidence is None:
         return None
     return {**evidence.as_json(), "rang": evidence.rang}
 
 
-def evidence_from_wire(data: dict[str, Any] | None) -> Evidence | None:
-    """Evidence as a worker sent it (``evidence_to_wire``)."""
+def evidence_from_wire(wire: JsonValue) -> Evidence | None:
+    """Evidence as a worker sent it (``evidence_to_wire``); None for null."""
+    data = as_object(wire)
     if data is None:
         return None
     value = str(data["outcome"])
     outcome = ProbeResult(value) if value in ProbeResult._value2member_map_ else Outcome(value)
-    return Evidence(Source(data["source"]), outcome, data.get("sip_code"), data.get("q850"),
-                    datetime.fromisoformat(data["at"]), str(data["text"]),
+    sip_code, q850 = data.get("sip_code"), data.get("q850")
+    return Evidence(Source(str(data["source"])), outcome,
+                    None if sip_code is None else as_int(sip_code),
+                    None if q850 is None else as_int(q850),
+                    datetime.fromisoformat(str(data["at"])), str(data["text"]),
                     bool(data.get("rang")))  # fmt: skip
 
 

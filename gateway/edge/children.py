@@ -17,13 +17,17 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
+
+from gateway.json_types import as_object, loads
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
     from pathlib import Path
+
+    from gateway.json_types import JsonArray, JsonValue
 
 
 
@@ -113,7 +117,7 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **extra}
 
 
-async def rpc(sock_path: Path, reply_path: Path, method: str, params: list[Any]) -> Any:
+async def rpc(sock_path: Path, reply_path: Path, method: str, params: JsonArray) -> JsonValue:
     """One JSON-RPC call to Kamailio's jsonrpcs datagram socket.
 
     Returns:
@@ -129,9 +133,10 @@ async def rpc(sock_path: Path, reply_path: Path, method: str, params: list[Any])
         except (OSError, TimeoutError):
             return None
     try:
-        return json.loads(data).get("result")
-    except (ValueError, AttributeError):
+        reply = as_object(loads(data))
+    except ValueError:
         return None
+    return reply.get("result") if reply is not None else None
 
 
 @contextlib.contextmanager

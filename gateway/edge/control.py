@@ -17,20 +17,21 @@ import contextlib
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from gateway.control import Control
 from gateway.core.admission import PROBE_LEGS
-from gateway.edge.channel import decode, encode, evidence_from_wire, listen
+from gateway.edge.channel import as_int, decode, encode, evidence_from_wire, listen
+from gateway.json_types import JsonObject, as_object
 from gateway.rules.keeper import RulesKeeper
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from gateway.config import Settings
-    from gateway.core.health import Evidence
+    from gateway.core.health import Evidence, HealthState
     from gateway.core.plan import Dial
     from gateway.core.rules import Rules
 
@@ -50,7 +51,7 @@ class WorkerPeer:
     calls: int = 0
     probes: dict[int, asyncio.Future[Evidence | None]] = field(default_factory=dict)
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Mapping[str, object]) -> None:
         if not self.writer.is_closing():
             self.writer.write(encode(message))
 
@@ -173,24 +174,24 @@ class PoolControl:
         self._publish_calls()
         self._publish_slots()
 
-    def _from_worker(self, peer: WorkerPeer, message: dict[str, Any]) -> None:
+    def _from_worker(self, peer: WorkerPeer, message: JsonObject) -> None:
         op = message["op"]
         if op == "event":
-            self._worker_event(peer, str(message["kind"]), message.get("data") or {},
+            self._worker_event(peer, str(message["kind"]), as_object(message.get("data")) or {},
                                datetime.fromisoformat(str(message["at"])))  # fmt: skip
         elif op == "slots":
-            peer.in_use, peer.total = int(message["in_use"]), int(message["total"])
+            peer.in_use, peer.total = as_int(message["in_use"]), as_int(message["total"])
             self.reported.set()
             self._publish_slots()
         elif op == "probed":
-            answer = peer.probes.get(int(message.get("id") or 0))
+            answer = peer.probes.get(as_int(message.get("id") or 0))
             if answer is not None and not answer.done():
                 answer.set_result(evidence_from_wire(message.get("evidence")))
 
-    def _worker_event(self, peer: WorkerPeer, kind: str, data: dict[str, Any],
+    def _worker_event(self, peer: WorkerPeer, kind: str, data: JsonObject,
                       at: datetime) -> None:  # fmt: skip
         if kind == "calls.active":
-            peer.calls = int(data.get("count") or 0)
+            peer.calls = as_int(data.get("count") or 0)
             self._publish_calls()
             return
         self.control.publish(kind, {**data, "worker": peer.name} if kind == "call.incoming"
@@ -214,7 +215,7 @@ class PoolControl:
         if kind == "target.health":
             self._broadcast({"op": "health", "states": _states(self.control.monitor.health)})
 
-    def _broadcast(self, message: dict[str, Any]) -> None:
+    def _broadcast(self, message: Mapping[str, object]) -> None:
         for peer in self.peers.values():
             peer.send(message)
 
@@ -232,11 +233,11 @@ class PoolControl:
         self.control.notify("call.ended", ended)
 
 
-def _states(health: dict[str, Any]) -> dict[str, str]:
-    return {name: str(getattr(state, "value", state)) for name, state in health.items()}
+def _states(health: Mapping[str, HealthState]) -> dict[str, str]:
+    return {name: state.value for name, state in health.items()}
 
 
-def _mode(rules: Rules) -> dict[str, Any]:
+def _mode(rules: Rules) -> JsonObject:
     return {"op": "mode", "mode": rules.mode_override}
 
 

@@ -14,11 +14,12 @@ import random
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from gateway.edge.channel import connect, decode, encode, evidence_to_wire
+from gateway.edge.channel import as_float, connect, decode, encode, evidence_to_wire
+from gateway.json_types import JsonObject, as_object
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -71,7 +72,7 @@ class ControlLink:
             self._slots = (in_use, total)
             self._send({"op": "slots", "in_use": in_use, "total": total})
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: Mapping[str, object]) -> None:
         self._out.append(encode(message))
         self._ready.set()
 
@@ -123,12 +124,14 @@ class ControlLink:
             if not self._out:
                 await self._ready.wait()
 
-    def _obey(self, message: dict[str, Any]) -> None:
+    def _obey(self, message: JsonObject) -> None:
         op = message["op"]
         if op == "health":
-            self.orders.health(dict(message.get("states") or {}))
+            states = as_object(message.get("states")) or {}
+            self.orders.health({name: str(state) for name, state in states.items()})
         elif op == "mode":
-            self.orders.mode(message.get("mode"))
+            mode = message.get("mode")
+            self.orders.mode(mode if isinstance(mode, str) else None)
         elif op == "reload":
             self.orders.reload()
         elif op == "probe":
@@ -138,11 +141,11 @@ class ControlLink:
         else:
             logger.warning("control channel: unknown op {!r}", op)
 
-    async def _probe(self, message: dict[str, Any]) -> None:
+    async def _probe(self, message: JsonObject) -> None:
         evidence: Evidence | None = None
         try:
-            evidence = await self.orders.probe(str(message["kind"]), str(message["target"]),
-                                               float(message["early_media_timeout"]))  # fmt: skip
+            wait = as_float(message["early_media_timeout"])
+            evidence = await self.orders.probe(str(message["kind"]), str(message["target"]), wait)
         except Exception:  # noqa: BLE001 - a failed probe is reported as not run
             logger.opt(exception=True).error("probe of {} failed", message.get("target"))
         answer = evidence_to_wire(evidence)

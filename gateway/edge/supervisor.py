@@ -16,19 +16,22 @@ import functools
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from gateway.config import sip_uri_hostport
+from gateway.edge.channel import as_int
 from gateway.edge.children import Child, clean_env, kamailio_argv, rpc, worker_argv
 from gateway.edge.kamailio_cfg import POOL_FULL_MARK, EdgeLayout, edge_files
+from gateway.json_types import as_object
 from gateway.service import systemd
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gateway.config import Settings
+    from gateway.json_types import JsonObject
     from gateway.status.bus import StatusSink
 
 RESTART_DELAY_S = 0.2  # a worker that dies is started again after this
@@ -68,7 +71,7 @@ def write_edge_files(settings: Settings, layout: EdgeLayout) -> None:
             out.write(text)
 
 
-def registration_state(info: dict[str, Any] | None) -> tuple[str, int, str, int]:
+def registration_state(info: JsonObject | None) -> tuple[str, int, str, int]:
     """``uac.reg_info``'s flags as (state, code, reason, expires) for ``trunk/registration``.
 
     Flags (uac module): 1 disabled, 2 in progress, 4 succeeded, 8 in
@@ -76,8 +79,8 @@ def registration_state(info: dict[str, Any] | None) -> tuple[str, int, str, int]
     """
     if info is None:
         return "unknown", 0, "the edge did not answer", 0
-    flags = int(info.get("flags", 0))
-    expires = int(info.get("expires", 0))
+    flags = as_int(info.get("flags", 0))
+    expires = as_int(info.get("expires", 0))
     if flags & 1:
         return "disabled", 0, "registration turned off", 0
     if flags & 4:
@@ -214,10 +217,10 @@ class Supervisor:
         reply = self.layout.folder / f"rpc-reply-{os.getpid()}.sock"
         while not self.stopping.is_set():
             info = await rpc(self.layout.rpc_socket, reply, "uac.reg_info", ["l_uuid", "trunk"])
-            self._publish_registration(info if isinstance(info, dict) else None)
+            self._publish_registration(as_object(info))
             await asyncio.sleep(REG_POLL_S)
 
-    def _publish_registration(self, info: dict[str, Any] | None) -> None:
+    def _publish_registration(self, info: JsonObject | None) -> None:
         if not self.settings.trunk.register_enabled:
             return
         state, code, reason, expires = registration_state(info)

@@ -26,7 +26,8 @@ from gateway.core.alerts import (
     outage_of,
     recovery_details,
 )
-from gateway.voicemail.spool import SpoolError, VoicemailMeta, now_utc
+from gateway.voicemail.record import VoicemailMeta, now_utc
+from gateway.voicemail.spool import SpoolError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import random
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -34,8 +34,11 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from gateway.core.loop_test import LoopConfig
+    from gateway.core.rules import Rules
+    from gateway.json_types import JsonObject
     from gateway.sip.engine import SipEngine
     from gateway.sip.signals import LegSignal
+    from gateway.status.bus import StatusSink
 
     Mail = Callable[[str, str], Awaitable[None]]  # (text, the number tested)
 
@@ -48,13 +51,12 @@ LOOPED_REFUSAL = (603, 21)  # Decline, Q.850 call rejected: the trunk ends it at
 class InboundLoop:
     """Schedules loop tests, places their calls and recognises them coming back."""
 
-    def __init__(self, engine: SipEngine, notify: Callable[[str, dict[str, Any]], None],
-                 mail: Mail | None = None) -> None:  # fmt: skip
+    def __init__(self, engine: SipEngine, notify: StatusSink, mail: Mail | None = None) -> None:
         self.engine = engine
         self.notify = notify
         self.mail = mail
         self.test: LoopTest | None = None
-        self.rules: Any = None
+        self.rules: Rules | None = None
         self.scheduler = ProbeScheduler(rand=random.random)
         self.leg: str | None = None
         self._ids = itertools.count(1)
@@ -62,10 +64,10 @@ class InboundLoop:
         self._mails: list[tuple[str, str]] = []
         self._wake = asyncio.Event()
 
-    def reload(self, rules: Any, now: float) -> None:
+    def reload(self, rules: Rules, now: float) -> None:
         """New rules: test (or stop testing) as ``loop_test`` says."""
         self.rules = rules
-        section = getattr(rules, "loop_test", None)
+        section = rules.loop_test
         if section is None:
             self.scheduler.reload({}, now)
             if self.test is not None and not self.test.outstanding:
@@ -74,7 +76,7 @@ class InboundLoop:
         is_open = None
         if section.only:
             only = section.only
-            is_open = lambda wall: bool(rules.is_open(only, wall))  # noqa: E731
+            is_open = lambda wall: rules.is_open(only, wall)  # noqa: E731
         self.scheduler.reload({NAME: ProbeSchedule(every=section.every, only=is_open)}, now)
         if self.test is None or not self.test.outstanding:
             self.test = LoopTest(section.config())
@@ -138,12 +140,12 @@ class InboundLoop:
             await self._sleep_until(self._next_deadline(loop.time()))
 
     def _start(self, now: float) -> None:
-        test = self.test
-        if test is None or test.outstanding:
-            return
+        test, rules = self.test, self.rules
+        if test is None or test.outstanding or rules is None or rules.loop_test is None:
+            return  # no test asked for: the scheduler has nothing due either
         if self.engine.legs_in_use() > 0:
             logger.info("loop test postponed: calls in progress")
-            every = self.rules.loop_test.every
+            every = rules.loop_test.every
             self.scheduler.record_probe(NAME, now - every + min(BUSY_RETRY, every))
             return
         test.start(now)
@@ -151,7 +153,7 @@ class InboundLoop:
         config = test.config
         logger.info("loop test {}: calling {} from {}, expected back within {:.0f} s",
                     self.leg, config.call, config.caller, config.within)  # fmt: skip
-        dial = Dial(name="loop-test", number=config.call, country=self.rules.country)
+        dial = Dial(name="loop-test", number=config.call, country=rules.country)
         self.engine.ring(self.leg, dial, caller=config.caller)
 
     def _finish(self, result: LoopResult | None) -> None:
@@ -168,7 +170,7 @@ class InboundLoop:
         if level is not self._level and (self._level is not None or level is not LoopLevel.OK):
             self._mails.append((_subject(level, text), test.config.call))
         self._level = level
-        if self.rules is not None and getattr(self.rules, "loop_test", None) is not None:
+        if self.rules is not None and self.rules.loop_test is not None:
             self.test = LoopTest(self.rules.loop_test.config())  # a reload's new numbers
         self._wake.set()
 
@@ -189,7 +191,7 @@ class InboundLoop:
         return asyncio.get_running_loop().time()
 
 
-def verdict_event(result: LoopResult, config: LoopConfig, text: str) -> dict[str, Any]:
+def verdict_event(result: LoopResult, config: LoopConfig, text: str) -> JsonObject:
     """The ``inbound.health`` event (docs/schemas/inbound-health.schema.json)."""
     return {
         "verdict": result.verdict.value,

@@ -1,7 +1,7 @@
 """Probes: ask the network about a target without a customer on the line.
 
 - ``options``: an OPTIONS to the target's SIP server (pjsua's
-  ``Account.sendRequest``). Any final answer means the server is there; it
+  ``Account.sendRequest``). Every final answer means the server is there; it
   says nothing about the number itself.
 - ``call``: an INVITE to the number, CANCELled the moment it rings (180) or
   progresses (183 without SDP), so the phone barely rings. A 183 *with* SDP

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Protocol
 from loguru import logger
 
 from gateway.core.events import VoicemailEnd, VoicemailEnded
+from gateway.voicemail.record import VoicemailMeta
 from gateway.voicemail.silence import SilenceDetector
-from gateway.voicemail.spool import Reservation, Spool, SpoolError, VoicemailMeta
+from gateway.voicemail.spool import Reservation, Spool, SpoolError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

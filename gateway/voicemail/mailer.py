@@ -27,8 +27,9 @@ import aiosmtplib
 from loguru import logger
 
 from gateway.voicemail.message import compose
+from gateway.voicemail.record import SpooledMessage, now_utc
 from gateway.voicemail.retry import RetryPolicy, Step, Verdict, classify_reply
-from gateway.voicemail.spool import SpooledMessage, SpoolError, now_utc
+from gateway.voicemail.spool import SpoolError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

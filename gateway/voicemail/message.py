@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from gateway.voicemail.spool import VoicemailMeta
+    from gateway.voicemail.record import VoicemailMeta
 
 ANONYMOUS = "anonymous"
 

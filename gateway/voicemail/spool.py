@@ -30,86 +30,28 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from gateway.voicemail.record import (
+    SpooledMessage,
+    VoicemailMeta,
+    now_utc,
+    read_record,
+    record_json,
+)
 from gateway.voicemail.retry import RetryState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-_FORMAT = 1
-
-
-def now_utc() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
-
-
 class SpoolError(Exception):
     """The spool could not be read or written (disk full, permissions, I/O error).
 
     A voicemail may be at stake: whoever catches this must tell the admin.
     """
-
-
-@dataclass(frozen=True)
-class VoicemailMeta:
-    """What is known about one voicemail, written next to its audio.
-
-    Attributes:
-        id: the spool id (from ``Reservation.id``), sortable by time.
-        call_id: the inbound call's id.
-        caller: the caller's number, ``""`` when withheld.
-        called: the number that was called.
-        started_at: when recording started (aware).
-        duration: length of the recording in seconds.
-        route: the route that sent the call to voicemail.
-        box: the voicemail box.
-        why: why the call ended here, e.g. "main line unassigned, backups no answer".
-        recipients: addresses the message is mailed to.
-        kind: ``voicemail`` (with its WAV), or a notice to the admins that
-            travels the same queue with no audio: ``alert`` (a health change)
-            or ``digest`` (the day's call-back list).
-        details: more text for a notice's body (the callers to call back).
-    """
-
-    id: str
-    call_id: str
-    caller: str
-    called: str
-    started_at: datetime
-    duration: float
-    route: str
-    box: str
-    why: str
-    recipients: tuple[str, ...]
-    kind: Literal["voicemail", "alert", "digest"] = "voicemail"
-    details: str = ""
-
-    def __post_init__(self) -> None:
-        if self.started_at.tzinfo is None:
-            raise ValueError("started_at must be timezone-aware")
-        if not self.recipients:
-            raise ValueError(f"voicemail {self.id} has no recipients")
-
-    def to_json(self) -> dict[str, Any]:
-        """The metadata as JSON values."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data["started_at"] = self.started_at.isoformat()
-        data["recipients"] = list(self.recipients)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> VoicemailMeta:
-        """Read metadata written by ``to_json``."""
-        fields = dict(data)
-        fields["started_at"] = datetime.fromisoformat(data["started_at"])
-        fields["recipients"] = tuple(data["recipients"])
-        fields["duration"] = float(data["duration"])
-        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -125,25 +67,6 @@ class Reservation:
     id: str
     call_id: str
     path: Path
-
-
-@dataclass(frozen=True)
-class SpooledMessage:
-    """A committed voicemail and its delivery state.
-
-    Attributes:
-        meta: what the voicemail is.
-        retry: where it stands in the mail queue.
-        audio: the WAV file.
-    """
-
-    meta: VoicemailMeta
-    retry: RetryState
-    audio: Path
-
-    @property
-    def id(self) -> str:
-        return self.meta.id
 
 
 class Spool:
@@ -300,7 +223,7 @@ class Spool:
             return sorted(path for path in self._tmp.iterdir() if path.stat().st_mtime < limit)
 
     def _write_record(self, folder: Path, meta: VoicemailMeta, retry: RetryState) -> None:
-        record = {"format": _FORMAT, "meta": meta.to_json(), "retry": _retry_to_json(retry)}
+        record = record_json(meta, retry)
         scratch = self._tmp / f"{meta.id}.json.part"
         with scratch.open("w", encoding="utf-8") as file:
             json.dump(record, file, indent=1, ensure_ascii=False)
@@ -344,9 +267,7 @@ class Spool:
     def _read(self, record: Path) -> SpooledMessage | None:
         """One message, or ``None`` (logged, and kept in failed/) when unreadable."""
         try:
-            data = json.loads(record.read_text(encoding="utf-8"))
-            meta = VoicemailMeta.from_json(data["meta"])
-            retry = _retry_from_json(data["retry"])
+            meta, retry = read_record(record.read_text(encoding="utf-8"))
         except (ValueError, KeyError, TypeError) as exc:
             logger.error("voicemail spool: {} is unreadable ({}), moved to failed/", record, exc)
             if record.parent == self._queue:
@@ -357,25 +278,6 @@ class Spool:
         if meta.kind == "voicemail" and not audio.exists():  # a notice has no audio by design
             logger.error("voicemail {}: audio {} is missing; mailing the details", meta.id, audio)
         return SpooledMessage(meta, retry, audio)
-
-
-def _retry_to_json(retry: RetryState) -> dict[str, Any]:
-    return {
-        "queued_at": retry.queued_at.isoformat(),
-        "attempts": retry.attempts,
-        "next_attempt_at": retry.next_attempt_at.isoformat() if retry.next_attempt_at else None,
-        "last_error": retry.last_error,
-    }
-
-
-def _retry_from_json(data: dict[str, Any]) -> RetryState:
-    later = data.get("next_attempt_at")
-    return RetryState(
-        queued_at=datetime.fromisoformat(data["queued_at"]),
-        attempts=int(data.get("attempts", 0)),
-        next_attempt_at=datetime.fromisoformat(later) if later else None,
-        last_error=data.get("last_error"),
-    )
 
 
 @contextlib.contextmanager

@@ -27,8 +27,9 @@ from pydantic import SecretStr
 
 from gateway.config import SmtpSettings
 from gateway.voicemail.mailer import Mailer
+from gateway.voicemail.record import SpooledMessage, VoicemailMeta
 from gateway.voicemail.retry import Step
-from gateway.voicemail.spool import Spool, SpooledMessage, VoicemailMeta
+from gateway.voicemail.spool import Spool
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from gateway.voicemail.message import compose
-from gateway.voicemail.spool import Spool, VoicemailMeta
+from gateway.voicemail.record import VoicemailMeta
+from gateway.voicemail.spool import Spool
 
 if TYPE_CHECKING:
     from pathlib import Path

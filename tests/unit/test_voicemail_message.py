@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.voicemail.message import compose, format_duration
-from gateway.voicemail.spool import VoicemailMeta
+from gateway.voicemail.record import VoicemailMeta
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 META = VoicemailMeta(

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.voicemail.record import VoicemailMeta
 from gateway.voicemail.retry import RetryState
-from gateway.voicemail.spool import Reservation, Spool, SpoolError, VoicemailMeta
+from gateway.voicemail.spool import Reservation, Spool, SpoolError
 
 T0 = datetime(2026, 3, 14, 10, 15, 30, tzinfo=UTC)
 AUDIO = b"RIFF fake wav for the spool, which never looks inside"
