@@ -24,7 +24,8 @@ It prints one JSON object per thing that happened on its stdout (``t`` is
 here (pjsua2 2.15 ``call.cpp``): nothing is answered inside
 ``onIncomingCall`` (a reject there can abort the process), every ``Call``
 stays referenced until its DISCONNECTED callback, and no exception ever
-leaves a callback (it would terminate the process).
+leaves a callback (it would terminate the process). The pjsua2 account and
+calls, whose callbacks drive this script, are in gateway/demo/peer_calls.py.
 
 Run as ``python -m gateway.demo.peers PORT GATEWAY_HOST:PORT FOLDER``.
 """
@@ -38,21 +39,18 @@ import json
 import os
 import sys
 import time
-import traceback
 import wave
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import pjsua2 as pj
 
+from gateway.demo.peer_calls import PeerAccount, PeerCall
 from gateway.demo.story import (
-    ANNA_NUMBER,
     CALLER_NUMBER,
-    MAIN_NUMBER,
     PUBLIC_NUMBER,
     SECOND_CALLER_NUMBER,
     THIRD_CALLER_NUMBER,
-    WORKSHOP_MOBILE,
     WORKSHOP_NUMBER,
 )
 
@@ -71,26 +69,11 @@ SAMPLE_S = 0.1  # how often the second caller reads the level of what it hears
 RUN_LIMIT_S = 35.0  # the whole far side gives up after this long
 UNASSIGNED_REASON = 'Q.850;cause=1;text="Unallocated number"'
 _CALLER_TONE_HZ, _ANNA_TONE_HZ = 440, 660
-_WHOSE = {
-    MAIN_NUMBER: "its operator",
-    ANNA_NUMBER: "anna's mobile",
-    WORKSHOP_MOBILE: "its operator",
-}
 _CUSTOMERS = (  # who calls, and which public number, act by act
     (CALLER_NUMBER, PUBLIC_NUMBER, "the number on every invoice"),
     (SECOND_CALLER_NUMBER, PUBLIC_NUMBER, "the number on every invoice"),
     (THIRD_CALLER_NUMBER, WORKSHOP_NUMBER, "the workshop's line"),
 )
-
-
-def _guarded(func: Callable[..., None]) -> Callable[..., None]:
-    def wrapper(*args: Any) -> None:
-        try:
-            func(*args)
-        except Exception:  # noqa: BLE001 - anything escaping a callback kills the process
-            traceback.print_exc()
-
-    return wrapper
 
 
 class Peers:
@@ -102,12 +85,12 @@ class Peers:
         self.gateway = gateway
         self.folder = folder
         self.ep = pj.Endpoint()
-        self.accounts: list[_Account] = []  # one per customer; the first takes INVITEs
-        self.calls: dict[int, _PeerCall] = {}  # by id(call), held until DISCONNECTED
-        self.pending: list[_PeerCall] = []  # incoming calls to answer after the poll
+        self.accounts: list[PeerAccount] = []  # one per customer; the first takes INVITEs
+        self.calls: dict[int, PeerCall] = {}  # by id(call), held until DISCONNECTED
+        self.pending: list[PeerCall] = []  # incoming calls to answer after the poll
         self.timers: list[tuple[float, Callable[[], None]]] = []
-        self.media: list[Any] = []  # tone generators and players, kept while they play
-        self.caller: _PeerCall | None = None
+        self.media: list[pj.AudioMedia] = []  # tone generators and players, kept while they play
+        self.caller: PeerCall | None = None
         self.act = 1  # which customer's call is on
         self.spoke_at: float | None = None  # when the second caller started talking
         self.finished = False
@@ -146,7 +129,7 @@ class Peers:
             acfg = pj.AccountConfig()
             acfg.idUri = f"sip:{number}@127.0.0.1:{self.port}"  # the caller's From
             acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
-            account = _Account(self)
+            account = PeerAccount(self)
             account.create(acfg, not self.accounts)
             self.accounts.append(account)
         self.emit("ready", port=self.port)
@@ -198,7 +181,7 @@ class Peers:
     # -- the customer ------------------------------------------------------------
 
     def dial(self) -> None:
-        call = _PeerCall(self, "caller", self.accounts[self.act - 1])
+        call = PeerCall(self, "caller", self.accounts[self.act - 1])
         self.caller = call
         self.spoke_at = None
         number, called, what = _CUSTOMERS[self.act - 1]
@@ -294,7 +277,7 @@ class Peers:
             else:  # the lost number, or anything else: this operator knows nothing more
                 self._reply(call, 404, "Not Found", ("Reason", UNASSIGNED_REASON))
 
-    def _reply(self, call: _PeerCall, code: int, reason: str, *header: tuple[str, str]) -> None:
+    def _reply(self, call: PeerCall, code: int, reason: str, *header: tuple[str, str]) -> None:
         prm = pj.CallOpParam()
         prm.statusCode, prm.reason = code, reason
         for name, value in header:
@@ -315,7 +298,7 @@ class Peers:
         if call is not None:
             self._reply(call, 200, "OK")
 
-    def play_tone(self, call: _PeerCall) -> None:
+    def play_tone(self, call: PeerCall) -> None:
         """Send a tone into the call, and listen to what comes back."""
         tone = pj.ToneGenerator()
         tone.createToneGenerator(8000, 1)
@@ -344,112 +327,9 @@ class Peers:
         text = f"workshop's operator plays SIT tones and {seconds:.1f} s of announcement"
         self.emit("early_media", text, role="operator")
 
-    def listen(self, call: _PeerCall) -> None:
+    def listen(self, call: PeerCall) -> None:
         """Only listen: the bridge measures a call's audio only while it has a listener."""
         call.getAudioMedia(-1).startTransmit(self.ep.audDevManager().getPlaybackDevMedia())
-
-
-class _Account(pj.Account):  # type: ignore[misc]
-    def __init__(self, peers: Peers) -> None:
-        super().__init__()
-        self.peers = peers
-
-    @_guarded
-    def onIncomingCall(self, prm: Any) -> None:
-        request_line = str(prm.rdata.wholeMsg).split("\n", 1)[0]
-        number = request_line.split("sip:", 1)[-1].split("@", 1)[0]
-        role = {ANNA_NUMBER: "anna", WORKSHOP_MOBILE: "announcer"}.get(number, "operator")
-        call = _PeerCall(self.peers, role, self, prm.callId)
-        self.peers.calls[id(call)] = call
-        self.peers.pending.append(call)  # answered after the poll returns (module doc)
-        whose = _WHOSE.get(number, "an operator that does not know it")
-        self.peers.emit("invite", f"trunk: INVITE for {number} reaches {whose}", role=role)
-
-
-class _PeerCall(pj.Call):  # type: ignore[misc]
-    def __init__(self, peers: Peers, role: str, account: _Account, call_id: int = -1) -> None:
-        super().__init__(account, call_id)
-        self.peers = peers
-        self.role = role
-        self.act = peers.act
-        self.rang = False
-        self.early_media = False
-
-    def _connected_text(self) -> str | None:
-        if self.role != "caller":
-            return None
-        if self.act == 2:
-            return "caller connected to the gateway's voicemail"
-        heard = "audio before the answer!" if self.early_media else "ringback, never the operator"
-        return f"caller connected to anna (until then: {heard})"
-
-    def heard_level(self) -> int:
-        """Level (0-255) of the audio that came in from the network.
-
-        pjsua2 names a port's levels from the bridge's side: ``getRxLevel`` is
-        what the bridge sends into the call (our own tone), ``getTxLevel`` what
-        the call transmits into the bridge, i.e. what the far end sent us.
-        """
-        try:
-            return int(self.getAudioMedia(-1).getTxLevel())
-        except pj.Error:
-            return 0
-
-    def rx_packets(self) -> int:
-        try:
-            return int(self.getStreamStat(0).rtcp.rxStat.pkt)
-        except pj.Error:
-            return 0
-
-    @_guarded
-    def onCallState(self, prm: Any) -> None:
-        del prm
-        info = self.getInfo()
-        if info.state == pj.PJSIP_INV_STATE_EARLY and self.role == "caller" and not self.rang:
-            self.rang = True
-            code = int(info.lastStatusCode)
-            self.peers.emit(
-                "ringback", f"caller hears ringback ({code} from the gateway)", role="caller"
-            )
-        elif info.state == pj.PJSIP_INV_STATE_CONFIRMED:
-            self.peers.emit("connected", self._connected_text(), role=self.role, act=self.act)
-            if self.role == "caller":
-                self.peers.on_connected()
-        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.peers.calls.pop(id(self), None)  # the last reference (module doc)
-            talk = info.connectDuration.sec + info.connectDuration.msec / 1000
-            answered = self.role == "anna" and talk > 0  # not the busy one
-            text = f"anna's call ended ({talk:.1f} s of talk)" if answered else None
-            if self.role == "announcer":
-                text = f"workshop's operator: the gateway cancelled ({info.lastStatusCode})"
-            if self.role == "caller" and info.lastStatusCode >= 300:
-                text = f"caller gets {info.lastStatusCode} {info.lastReason} from the gateway"
-            code = int(info.lastStatusCode)
-            role = "operator" if self.role == "announcer" else self.role
-            self.peers.emit("ended", text, role=role, code=code, act=self.act)
-            if self.role == "caller":
-                self.peers.on_caller_ended()
-
-    @_guarded
-    def onCallMediaState(self, prm: Any) -> None:
-        del prm
-        info = self.getInfo()
-        active = any(
-            m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE
-            for m in info.media
-        )
-        if not active:
-            return
-        if info.state == pj.PJSIP_INV_STATE_EARLY and self.role == "caller":
-            self.early_media = True
-            # The gateway must never connect audio before an answer (DESIGN.md).
-            self.peers.emit("early_media", "caller: audio before anyone answered!", role="caller")
-        if self.role == "announcer":  # once its 183 is out (after this callback)
-            self.peers.after(0.0, functools.partial(self.peers.announce, id(self)))
-        elif self.act == 2:  # the second caller talks only after the beep
-            self.peers.listen(self)
-        else:
-            self.peers.play_tone(self)
 
 
 _SPEAKER = {"operator": "operator", "announcer": "workshop's operator", "anna": "anna's mobile"}

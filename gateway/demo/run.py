@@ -23,7 +23,6 @@ nothing outside a temporary folder is written.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -39,15 +38,19 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from importlib import resources
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from aiosmtpd.controller import Controller
 
 from gateway.demo import tones
-from gateway.demo.story import HOLD_S, MAIL_FROM, MAIN_NUMBER, Mail, Story, Timeline
+from gateway.demo.story import MAIL_FROM, MAIN_NUMBER, Mail, Story
+from gateway.demo.timeline import HOLD_S, Timeline
+from gateway.json_types import as_object, loads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 READY_LIMIT_S = 10.0  # the gateway says "ready" within this
@@ -121,9 +124,10 @@ class _Inbox:
     def __init__(self, items: queue.Queue[Item]) -> None:
         self.items = items
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         del server, session
-        mail = message_from_bytes(envelope.original_content, policy=policy.default)
+        content = envelope.original_content  # None only before DATA, never here
+        mail = message_from_bytes(content, policy=policy.default) if content else None
         if not isinstance(mail, EmailMessage):  # policy.default makes them all EmailMessage
             return "554 not understood"
         self.items.put(("mail", Mail(time.time(), mail)))
@@ -193,7 +197,8 @@ class Run:
             if entry is not None:
                 self.timeline.add(entry)
         elif source == "peers" and item.startswith("{"):
-            for entry in self.story.peer_event(json.loads(item)):
+            event = as_object(loads(item))  # peers.py writes one JSON object a line
+            for entry in self.story.peer_event(event) if event is not None else ():
                 self.timeline.add(entry)
 
     def end_all(self) -> None:
@@ -232,8 +237,9 @@ def _play(run: Run, rules: str, say: Callable[[str], None]) -> int:
     env = _child_env(run.tmp, sip_port, trunk_port, run.smtp_port)
     gateway = run.spawn(["-m", "gateway", "run"], env, "gateway")
     facts, second, last = run.story.facts, run.story.acts[1], run.story.acts[2]
-    run.take_until(lambda: "ready" in facts or "gateway" in run.closed, READY_LIMIT_S, "ready")
-    if "ready" not in facts:
+    run.take_until(lambda: facts.ready is not None or "gateway" in run.closed, READY_LIMIT_S,
+                   "ready")  # fmt: skip
+    if facts.ready is None:
         raise DemoError(f"the gateway did not start (exit {gateway.wait(STOP_LIMIT_S)})")
     say(f"gateway  127.0.0.1:{sip_port}  rings office-mobile {MAIN_NUMBER}, anna, then voicemail")
     say(f"trunk    127.0.0.1:{trunk_port}  plays two operators, anna's mobile and three customers")
@@ -242,9 +248,9 @@ def _play(run: Run, rules: str, say: Callable[[str], None]) -> int:
     peers = run.spawn([str(arg) for arg in peers_args], env, "peers")
     calls_over = {"call.ended", "ended:caller"}
     run.take_until(
-        lambda: "peers" in run.closed or calls_over <= last.keys(), CALL_LIMIT_S, "the calls"
+        lambda: "peers" in run.closed or calls_over <= last.events.keys(), CALL_LIMIT_S, "the calls"
     )
-    if second.get("call.ended", {}).get("result") == "voicemail":
+    if second.get("call.ended").get("result") == "voicemail":
         mailed = run.story.voicemail_mail
         run.take_until(lambda: mailed() is not None, MAIL_LIMIT_S, "the voicemail's mail")
     gateway.send_signal(signal.SIGTERM)

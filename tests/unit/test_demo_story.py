@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from gateway.demo.story import Story, Timeline
+from gateway.demo.story import Story
+from gateway.demo.timeline import Timeline
 
 CALL = "c-3"
 
