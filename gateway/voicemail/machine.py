@@ -17,7 +17,6 @@ spool before ``voicemail.recorded`` is announced and the mailer is woken.
 from __future__ import annotations
 
 import asyncio
-import wave
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from loguru import logger
 
 from gateway.core.events import VoicemailEnd, VoicemailEnded
 from gateway.voicemail.record import VoicemailMeta
+from gateway.voicemail.recording import closed_wav_seconds
 from gateway.voicemail.silence import SilenceDetector
 from gateway.voicemail.spool import Reservation, Spool, SpoolError
 
@@ -37,11 +37,8 @@ if TYPE_CHECKING:
     from gateway.status.bus import StatusSink
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-_WAV_HEADER = 44  # pjmedia's WAV writer: a plain 44-byte header
-_PCM_BYTES_PER_SECOND = 16000  # 8 kHz, 16-bit mono
 TICK = 0.1  # seconds between level readings while recording (a hang-up does not wait for it)
 MEDIA_WAIT = 5.0  # how long the caller's audio may take to come up after 200 OK
-CLOSE_WAIT = 2.0  # how long the recorder may take to complete its WAV file
 BUILT_IN_GREETING = ASSETS / "greeting.wav"
 
 
@@ -142,7 +139,7 @@ class AnsweringMachine:
             return VoicemailEnded("error", stored=False)
         ended = await self._record(call.call_id, box)
         self.line.stop_media(call.call_id)
-        duration = await _closed_wav_seconds(reservation.path)
+        duration = await closed_wav_seconds(reservation.path)
         if duration < box.min_seconds:
             self.spool.discard(reservation)
             self._dropped(call, duration, f"shorter than {box.min_seconds:g} s: taken as a hang-up")
@@ -251,46 +248,3 @@ class AnsweringMachine:
         except TimeoutError:
             return False
         return True
-
-
-async def _closed_wav_seconds(path: Path) -> float:
-    """The recording's length once the recorder has completed the file.
-
-    pjmedia writes the WAV header's sizes when the recorder's port is
-    destroyed, shortly after ``stop_media`` (see there); until then the
-    RIFF size reads 0 and the file looks empty. If it never completes, the
-    length is taken from the file size and the message is kept anyway.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CLOSE_WAIT
-    while not _riff_complete(path):
-        if loop.time() >= deadline:
-            logger.warning("recording {} was not completed by the recorder; kept as is", path)
-            return _size_seconds(path)
-        await asyncio.sleep(0.02)
-    return _header_seconds(path)
-
-
-def _size_seconds(path: Path) -> float:
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return 0.0
-    return max(size - _WAV_HEADER, 0) / _PCM_BYTES_PER_SECOND
-
-
-def _header_seconds(path: Path) -> float:
-    try:
-        with wave.open(str(path), "rb") as wav:
-            return wav.getnframes() / float(wav.getframerate())
-    except (OSError, wave.Error, EOFError):
-        return 0.0
-
-
-def _riff_complete(path: Path) -> bool:
-    try:
-        with path.open("rb") as wav:
-            head = wav.read(8)
-    except OSError:
-        return True  # nothing to wait for: no file
-    return len(head) < 8 or int.from_bytes(head[4:8], "little") != 0
