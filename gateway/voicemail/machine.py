@@ -43,7 +43,12 @@ BUILT_IN_GREETING = ASSETS / "greeting.wav"
 
 
 class VoicemailLine(Protocol):
-    """What the answering machine needs of the caller's line (gateway/sip/engine.py)."""
+    """What the answering machine needs of the caller's line (gateway/sip/media.py).
+
+    ``changed`` returns at the call's next news; ``call_changed`` brings it:
+    the switchboard calls it on every ``MediaChanged`` and ``CallerSignal``
+    the engine reports.
+    """
 
     def answer(self, call_id: str, code: int = 200) -> None: ...
     def hang_up_caller(self, call_id: str) -> None: ...
