@@ -261,16 +261,16 @@ class Switchboard:
         self._on_leg(LegSignal(sig.leg, LegFailed(sig.leg, outcome, None, None, note)))
 
     def _on_caller(self, sig: CallerSignal) -> None:
-        if self.machine is not None:  # the answering machine waits on this news
-            self.machine.line.call_changed(sig.call_id)
+        if self.voicemail.machine is not None:  # the answering machine waits on this news
+            self.voicemail.machine.line.call_changed(sig.call_id)
         call = self._calls.get(sig.call_id)
         if call is None:
             return
         self._feed(sig.call_id, sig.event)
 
     def _on_media(self, key: str) -> None:
-        if self.machine is not None:  # the answering machine waits on this news
-            self.machine.line.call_changed(key)
+        if self.voicemail.machine is not None:  # the answering machine waits on this news
+            self.voicemail.machine.line.call_changed(key)
         call_id = self._leg_owner.get(key, key)
         call = self._calls.get(call_id)
         if call is not None and call.bridge_leg is not None:
