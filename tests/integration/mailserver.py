@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.controller import Controller
+from sipp import free_udp_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,9 +38,7 @@ class MailServer:
     """aiosmtpd on a fixed free loopback port, which the test may start late."""
 
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = free_udp_port()  # the harness's share: free for TCP too
         self.inbox = Inbox()
         self._controller: Controller | None = None
 

@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 from typing import Self
 
+from sipp import free_udp_port
+
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 from the harness's share (sipp.free_udp_port checks TCP)."""
+    return free_udp_port()
 
 
 class Mosquitto:

@@ -67,7 +67,47 @@ DEFAULT_KEYS: dict[str, str] = {
     "pcap": str(G711A_PCAP),
 }
 
-_handed_out: set[int] = set()
+# Ports the tests hand out lie below Linux's ephemeral range (32768-60999): no socket
+# bound to port 0 (an MQTT client, aiosmtplib) can land on one the harness handed out.
+# Under pytest-xdist each worker takes its own share, so two workers never hand out the
+# same port: a block handed out but not bound yet (a gateway's RTP ports, bound per leg)
+# is safe from the other workers' bind checks.
+PORTS = range(20000, 32768)
+
+
+def _share() -> range:
+    """This process's share of :data:`PORTS` (the whole range outside pytest-xdist)."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = len(PORTS) // count
+    return range(PORTS.start + index * size, PORTS.start + (index + 1) * size)
+
+
+class _PortTurns:
+    """Hands out the ports of one share in turn, each free when handed out.
+
+    A port comes back only after the whole share has gone round once, long after the
+    test that had it ended. The start is random so that two runs at once start apart.
+    """
+
+    def __init__(self, share: range) -> None:
+        self.share = share
+        self.cursor = random.randrange(share.start, share.stop)
+
+    def take(self, span: int, *, even: bool) -> int:
+        last = self.share.stop - span
+        for _ in range(len(self.share)):
+            port = self.cursor if self.cursor <= last else self.share.start
+            self.cursor = port + 1
+            if even and port % 2:
+                continue
+            if all(_udp_free(p) for p in range(port, port + span)):
+                self.cursor = port + span
+                return port
+        raise RuntimeError(f"no free block of {span} port(s) in {self.share} on 127.0.0.1")
+
+
+_turns = _PortTurns(_share())
 
 
 def _udp_free(port: int) -> bool:
@@ -82,20 +122,13 @@ def _udp_free(port: int) -> bool:
 
 
 def free_udp_port(span: int = 1, *, even: bool = False) -> int:
-    """A UDP port on 127.0.0.1 such that ``port .. port + span - 1`` are free.
+    """A port on 127.0.0.1 such that ``port .. port + span - 1`` are free (UDP and TCP).
 
-    Ports are never handed out twice by this process; another process may
-    still take one between this check and its use (rare, loopback only).
+    Ports are not handed out twice by this process until its share has gone round;
+    another process may still take one between this check and its use (rare, loopback
+    only).
     """
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 60000 - span)
-        port -= port % 2 if even else 0
-        block = range(port, port + span)
-        if _handed_out.isdisjoint(block) and all(_udp_free(p) for p in block):
-            _handed_out.update(block)
-            return port
-    raise RuntimeError("no free UDP port block on 127.0.0.1")
+    return _turns.take(span, even=even)
 
 
 def free_media_port() -> int:

@@ -24,6 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from loguru import logger
 from pydantic import SecretStr
+from sipp import free_udp_port
 
 from gateway.config import SmtpSettings
 from gateway.voicemail.mailer import Mailer
@@ -83,9 +84,7 @@ def only_our_login(server: Any, session: Any, envelope: Any, mechanism: str, aut
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_udp_port()  # the harness's share: free for TCP too
 
 
 class Server:
