@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.alone,  # bursts at 20 calls/s: their own rate, nobody else's load
     pytest.mark.skipif(planned_limits().call_slots != WHEEL.call_slots,
                        reason="sized for the wheel's 4 call slots"),
 ]  # fmt: skip

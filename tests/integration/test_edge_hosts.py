@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from conftest import SippFactory
 
-pytestmark = pytest.mark.integration
+# alone: Kamailio, two workers in namespaces of their own and six callers at once.
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 VOICED_PACKETS = 3
 WORKER_RTP = 40000
 

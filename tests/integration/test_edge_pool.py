@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from conftest import SippFactory
     from mailserver import MailServer
 
-pytestmark = pytest.mark.integration
+# alone: Kamailio and three workers, callers at once, a flood: the heaviest load in the suite.
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 VOICED_PACKETS = 3  # the first seconds of the recording are mostly pauses
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.alone,  # scanners and floods: as fast as the machine lets them
     pytest.mark.skipif(not netns.available(), reason="needs root and iproute2 (ip netns)"),
 ]
 
