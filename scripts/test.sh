@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian 12 machine, then run them.
 #   bash scripts/test.sh            # lint, types, every test
-#   bash scripts/test.sh -m "not integration"   # extra arguments go to pytest
+#   bash scripts/test.sh -m "not integration"   # extra arguments go to pytest (both passes)
+#   SIP_FAILOVER_TEST_WORKERS=2 bash scripts/test.sh   # parallel workers (default 3)
 #   CHROOT=1 bash scripts/test.sh   # also install into a fresh Debian 12 chroot
 # Installs (once): SIPp, Mosquitto, sipvicious, iproute2, stunnel4, openssl and Kamailio from Debian
 # (stunnel: Debian's SIPp has no TLS, so TLS trunk tests put it in front of SIPp),
@@ -39,4 +40,19 @@ if [ "$chroot_test" -eq 1 ]; then
     SIP_FAILOVER_TEST_CHROOT=1 .venv/bin/python -m pytest -p no:cacheprovider -m chroot \
         --basetemp="$(mktemp -d)" tests/integration/test_install.py
 fi
-exec .venv/bin/python -m pytest "$@"
+
+# The suite mostly waits (SIP timers, ring timeouts, peers starting): its tests are
+# spread over pytest-xdist workers, each whole file on one worker (module fixtures,
+# one port share per worker: tests/integration/sipp.py). Tests marked "alone" (timing,
+# bursts, floods, installs) then run one after another on a machine left to them.
+# Exit status 5 is "no test selected", as when the arguments name only one kind.
+workers="${SIP_FAILOVER_TEST_WORKERS:-3}"
+status=0
+.venv/bin/python -m pytest -n "$workers" --dist loadfile --alone=skip "$@" || status=$?
+alone=0
+.venv/bin/python -m pytest --alone=only "$@" || alone=$?
+if [ "$status" -eq 5 ] && [ "$alone" -eq 5 ]; then exit 5; fi
+[ "$status" -ne 5 ] || status=0
+[ "$alone" -ne 5 ] || alone=0
+[ "$status" -ne 0 ] || status=$alone
+exit "$status"
