@@ -233,6 +233,9 @@ def _command(argv: list[str] | None) -> int:
 
 def _engine_command(args: argparse.Namespace) -> int:
     """``probe`` and ``doctor``: they load pjsua2 in this process."""
+    from gateway.service.stacks import enable_stack_dumps  # noqa: PLC0415
+
+    enable_stack_dumps()
     if args.command == "probe":
         from gateway.cli.probe import probe  # noqa: PLC0415 - pjsua only for this command
 
@@ -270,11 +273,13 @@ def _read_state(args: argparse.Namespace) -> int:
 def _run(workers: int | None, *, edge_only: bool = False, log_json: bool = False) -> int:
     from gateway.config_check import checked_settings  # noqa: PLC0415
     from gateway.service.logs import configure  # noqa: PLC0415 - no pjsua in the supervisor
+    from gateway.service.stacks import enable_stack_dumps  # noqa: PLC0415
 
     settings = checked_settings(sys.stderr)
     if settings is None:
         return 2
     configure(settings.log_level, "json" if log_json else settings.log_format)
+    enable_stack_dumps()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         if workers or edge_only:
             from gateway.edge.pool import serve_pool  # noqa: PLC0415 - no pjsua in the supervisor

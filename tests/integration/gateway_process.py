@@ -155,12 +155,21 @@ class GatewayProcess:
             try:
                 self.process.wait(timeout=EXIT_TIMEOUT)
             except subprocess.TimeoutExpired:
+                self._dump_stacks()  # where it hung, into the log the failure shows
                 self.process.kill()
                 self.process.wait(timeout=5)
                 self.exit_code = -int(signal.SIGKILL)
                 return self.exit_code
         self.exit_code = self.process.returncode
         return self.exit_code
+
+    def _dump_stacks(self, within: float = 3.0) -> None:
+        """SIGUSR1: the gateway writes every thread's stack to its log (service/stacks.py)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + within
+        while "Current thread" not in self.log and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def is_alive(self, timeout: float = 1.0) -> bool:
         """Whether the gateway answers an OPTIONS from a plain socket within ``timeout``."""
