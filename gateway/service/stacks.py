@@ -13,11 +13,24 @@ from __future__ import annotations
 
 import faulthandler
 import signal
+import sys
 
 DUMP_SIGNAL = signal.SIGUSR1
 
 
-def enable_stack_dumps() -> None:
-    """Dump every thread's stack on a fatal signal (SIGABRT, SIGSEGV …) and on SIGUSR1."""
-    faulthandler.enable(all_threads=True)
-    faulthandler.register(DUMP_SIGNAL, all_threads=True)
+def enable_stack_dumps() -> bool:
+    """Dump every thread's stack on a fatal signal (SIGABRT, SIGSEGV …) and on SIGUSR1.
+
+    The dump goes to the process's own standard error (a descriptor, as a
+    signal handler needs), even where ``sys.stderr`` was replaced by an
+    object without one. False, and nothing set, when there is none.
+    """
+    stream = sys.__stderr__
+    try:
+        if stream is None or stream.fileno() < 0:
+            return False
+    except (OSError, ValueError):  # closed, or not a file
+        return False
+    faulthandler.enable(file=stream, all_threads=True)
+    faulthandler.register(DUMP_SIGNAL, file=stream, all_threads=True)
+    return True
