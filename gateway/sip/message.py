@@ -9,6 +9,7 @@ message before any callback sees it, we only read fields it does not expose.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import unquote
 
 from gateway.core.presentation import CallerId
@@ -18,11 +19,14 @@ _COMPACT = {"content-type": "c", "from": "f", "to": "t", "call-id": "i"}
 _STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})\b")
 _URI_USER = re.compile(r"<?\s*(?:sips?|tel):([^@;>?\s]+)", re.IGNORECASE)
 _DISPLAY = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)*)"|([^"<]*?))\s*<')
+_BLANK_LINE = re.compile(r"\r?\n\r?\n")
+_FOLD = re.compile(r"\r?\n[ \t]+")
 
 
 def head_of(raw: str) -> str:
     """The start line and headers, without the body."""
-    return re.split(r"\r?\n\r?\n", raw, maxsplit=1)[0]
+    blank = _BLANK_LINE.search(raw)
+    return raw[: blank.start()] if blank else raw
 
 
 def status_of(raw: str) -> int | None:
@@ -41,16 +45,29 @@ def header(raw: str, name: str) -> str | None:
     Returns:
         The value with surrounding white space stripped, or None.
     """
-    names = {name.lower()}
-    if name.lower() in _COMPACT:
-        names.add(_COMPACT[name.lower()])
+    # One search of the head, not a walk over its lines: this runs several
+    # times between a final response arriving and the next leg's INVITE.
+    blank = _BLANK_LINE.search(raw)
+    end = blank.start() if blank else len(raw)
+    start = raw.find("\n", 0, end)  # the start line is not a header
+    if start < 0:
+        return None
+    found = _header_line(name.lower()).search(raw, start, end)
+    if found is None:
+        return None
     # RFC 3261 7.3.1: a line starting with white space continues the previous one.
-    unfolded = re.sub(r"\r?\n[ \t]+", " ", head_of(raw))
-    for line in unfolded.splitlines()[1:]:
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in names:
-            return value.strip()
-    return None
+    return _FOLD.sub(" ", found.group(1)).strip()
+
+
+@lru_cache(maxsize=64)
+def _header_line(name: str) -> re.Pattern[str]:
+    """A header line (and its continuation lines) by its long or compact name."""
+    names = [re.escape(name)]
+    if name in _COMPACT:
+        names.append(re.escape(_COMPACT[name]))
+    return re.compile(
+        rf"\n(?:{'|'.join(names)})[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE
+    )
 
 
 def has_sdp(raw: str) -> bool:

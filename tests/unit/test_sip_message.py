@@ -8,7 +8,11 @@ at the gate, so a field misread here turns a caller away.
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.sip import message
 from gateway.sip.signals import offer_of
@@ -130,3 +134,33 @@ def test_an_invite_with_no_caller_is_anonymous() -> None:
     raw = INVITE.replace('From: "Alice \\"A\\" B" <sip:+32470999999@trunk.example.com>;tag=1\r\n',
                          "")  # fmt: skip
     assert offer_of(raw, "192.0.2.1:5060").caller == "anonymous"
+
+
+def _header_line_by_line(raw: str, name: str) -> str | None:
+    """The plain reading of RFC 3261 7.3: unfold, then look at each header line."""
+    names = {name.lower(), {"content-type": "c", "from": "f", "to": "t",
+                            "call-id": "i"}.get(name.lower(), name.lower())}  # fmt: skip
+    head = re.split(r"\r?\n\r?\n", raw, maxsplit=1)[0]
+    for line in re.sub(r"\r?\n[ \t]+", " ", head).splitlines()[1:]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in names:
+            return value.strip()
+    return None
+
+
+_NAMES = st.sampled_from(["Reason", "REASON", "reason", "To", "t", "Call-ID", "i", "CSeq", "X"])
+_VALUES = st.text(alphabet='abc ;=:\t"Q.850', max_size=12)
+_LINES = st.lists(st.tuples(_NAMES, st.sampled_from([":", " :", "\t: ", ": "]), _VALUES,
+                            st.booleans()), max_size=6)  # fmt: skip
+
+
+@given(lines=_LINES, name=_NAMES, eol=st.sampled_from(["\r\n", "\n"]), body=st.booleans())
+def test_a_header_reads_as_the_plain_reading_does(
+    lines: list[tuple[str, str, str, bool]], name: str, eol: str, body: bool
+) -> None:
+    """The one-search reading gives what reading line by line gives, on any layout."""
+    text = ["SIP/2.0 404 Not Found"]
+    for key, colon, value, folded in lines:
+        text.append(f"{key}{colon}{value}" + (f"{eol} ;cause=1" if folded else ""))
+    raw = eol.join(text) + eol + eol + ("Reason: in the body" + eol if body else "")
+    assert message.header(raw, name) == _header_line_by_line(raw, name)
