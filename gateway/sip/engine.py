@@ -88,6 +88,13 @@ class SipEngine:
         self._codec_order: dict[str, int] = {}
         trunk = settings.trunk
         self._policy = Policy(trunk.present, trunk.assert_identity, trunk.redirect_header)
+        # A desk phone or PBX reached directly always sees the caller (``public``
+        # is for trunks that allow only their own numbers).
+        self._direct_policy = replace(self._policy, present=Present.CALLER)
+        # Read from the settings once, not on every leg: the next INVITE waits on these.
+        self._trunk_servers = {sip_uri_hostport(trunk.uri(trunk.outbound_proxy)),
+                               sip_uri_hostport(trunk.uri(trunk.registrar))}  # fmt: skip
+        self._trunk_domain = _trunk_domain(settings)
 
     # -- life cycle ----------------------------------------------------------
 
@@ -285,9 +292,7 @@ class SipEngine:
         if inbound is None or inbound.caller_id is None:
             return
         trunk = account is self._trunk
-        # ``public`` is for trunks that allow only their own numbers; a desk
-        # phone or PBX reached directly always sees the caller.
-        policy = self._policy if trunk else replace(self._policy, present=Present.CALLER)
+        policy = self._policy if trunk else self._direct_policy
         shown = present(inbound.caller_id, info.called, uri, self._domain(trunk=trunk), policy)
         prm.txOption.localUri = shown.from_uri
         _add_headers(prm, shown.headers)
@@ -296,18 +301,14 @@ class SipEngine:
         """The host part of an account's URIs: the trunk's domain, or our own address."""
         if not trunk:
             return self.listen.rsplit(":", 1)[0] if self.listen else "127.0.0.1"
-        host, port = sip_uri_hostport(self.settings.trunk.registrar)
-        host = f"[{host}]" if ":" in host else host
-        return host if port == 5060 else f"{host}:{port}"
+        return self._trunk_domain
 
     def _account_for(self, uri: str) -> pj.Account:
         """The trunk account for the trunk's own server; else the one with no credentials."""
         assert self._trunk is not None
         assert self._direct is not None
-        trunk = self.settings.trunk
-        servers = {sip_uri_hostport(trunk.uri(trunk.outbound_proxy)),
-                   sip_uri_hostport(trunk.uri(trunk.registrar))}  # fmt: skip
-        return self._trunk if sip_uri_hostport(trunk.uri(uri)) in servers else self._direct
+        at = sip_uri_hostport(self.settings.trunk.uri(uri))
+        return self._trunk if at in self._trunk_servers else self._direct
 
     def dial_uri(self, target: Dial) -> str:
         """The Request-URI for a target: a number goes through the trunk's proxy."""
@@ -385,6 +386,13 @@ class SipEngine:
         except pj.Error as err:
             # Already ending (e.g. the far end's BYE crossed ours): harmless.
             logger.debug("hangup: {}", err.info())
+
+
+def _trunk_domain(settings: Settings) -> str:
+    """The host part of the trunk account's URIs: the registrar's ``host[:port]``."""
+    host, port = sip_uri_hostport(settings.trunk.registrar)
+    host = f"[{host}]" if ":" in host else host
+    return host if port == 5060 else f"{host}:{port}"
 
 
 def _codec_of(call: pj.Call | None) -> str:
