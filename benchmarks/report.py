@@ -59,6 +59,30 @@ def _ramp(rates: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _detection(gw: dict[str, Any]) -> list[str]:
+    """Detection: the operator answers 404 -> the health topic says ``unassigned``."""
+    fast, default = gw.get("detection_fastest"), gw.get("detection_default")
+    if not fast or not default:
+        return []
+    fast_row = (f"| every {fast['every_s']} s, down_after {fast['down_after']} (measured, "
+                f"{fast['lost']} lost) | {_cell(fast)} ms | "
+                f"{fast['overhead'].get('p50', '-')} / {fast['overhead'].get('p99', '-')} |")
+    default_row = (f"| default: every {default['every_s'] / 60:g} min, down_after "
+                   f"{default['down_after']} (computed) | {default['min_s'] / 60:.1f} to "
+                   f"{default['max_s'] / 60:.1f} min, typically {default['typical_s'] / 60:.1f} "
+                   f"| {default['overhead_ms']} (the measured p50) |")
+    return [
+        ("Detection: the operator starts answering 404 -> `target/<name>/health` says "
+         "`unassigned` on MQTT:"),
+        "",
+        "| call probe | detection | of which after the operator's 404 (p50 / p99), ms |",
+        "| --- | --- | --- |",
+        fast_row,
+        default_row,
+        "",
+    ]
+
+
 def markdown(results: dict[str, Any], png: str) -> str:
     gw, kam, run = results["gateway"], results["kamailio"], results["run"]
     lines = [
@@ -81,6 +105,7 @@ def markdown(results: dict[str, Any], png: str) -> str:
         f"{gw['rtp_payload_types']['caller_to_gateway']} / "
         f"{gw['rtp_payload_types']['gateway_to_backup']} | (media not relayed) |",
         "",
+        *_detection(gw),
         *_ramp(gw.get("call_rates", [])),
         f"![latency distributions]({png})",
         "",

@@ -18,7 +18,13 @@ after the other (``-l 1``). Each burst has its own tcpdump capture on ``lo``
   300 (idle, settled);
 - call_rates: the gateway alone, ``--ramp-calls`` serial failover calls at
   each of RAMP_RATES calls/s: the callers' final answers, whether it was
-  clean (all answered), and whether the gateway still answered afterwards.
+  clean (all answered), and whether the gateway still answered afterwards;
+- detection_fastest: a gateway of its own call-probing a target every 1 s
+  with ``down_after: 1``: the operator starts answering 404 -> the target's
+  health topic says ``unassigned`` on a real Mosquitto, ``--detect-samples``
+  times (benchmarks/detection.py); detection_default: the same for the
+  default call probe (every 15 min, ``down_after: 2``), computed from its
+  schedule and the measured overhead (minutes per sample: not run).
 
 Writes benchmarks/results/<date>.json, <date>.md and <date>.png (matplotlib:
 ``pip install --group bench``). Needs root (tcpdump), sipp and kamailio.
@@ -43,6 +49,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
 sys.path.insert(0, str(HERE))
 
+from detection import FASTEST, computed_default  # noqa: E402
+from detection import measure as measure_detection  # noqa: E402
 from gateway_process import GatewayProcess  # noqa: E402
 from kamailio import Kamailio  # noqa: E402
 from measures import (  # noqa: E402
@@ -238,6 +246,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["gateway"]["call_rates"] = rate_ramp(bench, args.ramp_calls)
     finally:
         exit_code = bench.stop()
+    # Alone on the machine: its probes and MQTT do not share the bursts' time.
+    fastest = measure_detection(work / "detection", args.detect_samples, **FASTEST)
+    out["gateway"]["detection_fastest"] = fastest
+    out["gateway"]["detection_default"] = computed_default(fastest)
     for name in out:
         out[name]["failover"] = stats(delays[name]["failover"])
         out[name]["known_outage"] = stats(delays[name]["known_outage"])
@@ -304,6 +316,7 @@ def main() -> int:
     parser.add_argument("--leak-calls", type=int, default=3000, help="the gateway's calls in all")
     parser.add_argument("--idle", type=float, default=20.0, help="idle window, seconds")
     parser.add_argument("--ramp-calls", type=int, default=150, help="calls at each ramp rate")
+    parser.add_argument("--detect-samples", type=int, default=10, help="outages to detect")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     load_before = os.getloadavg()
