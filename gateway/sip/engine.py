@@ -30,7 +30,7 @@ from gateway.config import Settings, sip_uri_hostport
 from gateway.core.causes import failed_locally, reason_header
 from gateway.core.events import LegFailed
 from gateway.core.numbers import dial_form
-from gateway.core.presentation import Policy, Present, present
+from gateway.core.presentation import Policy, Present, Redirection, present
 from gateway.edge.settings import LAST_RESORT_HEADER
 from gateway.sip import message
 from gateway.sip.endpoint import DirectAccount, GatedEndpoint, LogWriter, TrunkAccount
@@ -254,12 +254,14 @@ class SipEngine:
         account = self._account_for(uri)
         uri = self.settings.trunk.uri(uri) if account is self._trunk else uri
         call = OutboundLeg(self.registry, account, leg)
-        prm = pj.CallOpParam(True)
         if call_info is not None:
-            self._present(prm, call_info, uri, account)
+            prm = self._forwarding(call_info, uri, account)
             self._offer_callers_codec(call_info.call_id)
-        elif caller is not None:
-            prm.txOption.localUri = f"<sip:{caller}@{self._domain(trunk=account is self._trunk)}>"
+        else:
+            prm = pj.CallOpParam(True)
+            if caller is not None:
+                domain = self._domain(trunk=account is self._trunk)
+                prm.txOption.localUri = f"<sip:{caller}@{domain}>"
         try:
             call.makeCall(uri, prm)
         except pj.Error as err:
@@ -285,6 +287,26 @@ class SipEngine:
         for codec_id, priority in order.items():
             self._ep.codecSetPriority(codec_id, priority)
         self._codec_order = order
+
+    def _forwarding(self, info: CallInfo, uri: str, account: pj.Account) -> pj.CallOpParam:
+        """The INVITE options of a leg forwarding ``info``'s caller, built once per call.
+
+        Every leg of a call presents the same caller; with Diversion (not
+        History-Info, which names the target) its From and headers do not
+        depend on the target. A failover leg reuses the first leg's options
+        (``makeCall`` copies them), so its INVITE waits on no Python building
+        them again.
+        """
+        inbound = self.registry.inbound.get(info.call_id)
+        per_target = self._policy.redirection is not Redirection.DIVERSION
+        key = (account is self._trunk, uri if per_target else "")
+        prm = inbound.forwarding.get(key) if inbound is not None else None
+        if prm is None:
+            prm = pj.CallOpParam(True)
+            self._present(prm, info, uri, account)
+            if inbound is not None:
+                inbound.forwarding[key] = prm
+        return prm
 
     def _present(self, prm: pj.CallOpParam, info: CallInfo, uri: str, account: pj.Account) -> None:
         """Present the forwarded caller: pjsua 2.14+ takes a per-call From in ``localUri``."""

@@ -153,6 +153,9 @@ class InboundLeg(_Leg):
         self.answered = False
         self.caller_id: CallerId | None = None  # who the trunk says is calling
         self.offered: tuple[str, ...] = ()  # the caller's audio codecs, preferred first
+        # Each leg's INVITE options by (via the trunk, target URI
+        # or "" when the options do not name it): the engine builds them once per call.
+        self.forwarding: dict[tuple[bool, str], pj.CallOpParam] = {}
         registry.inbound[call_id] = self
 
     @guarded
