@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 import pjsua2 as pj
@@ -30,7 +29,6 @@ from gateway.config import Settings, sip_uri_hostport
 from gateway.core.causes import failed_locally, reason_header
 from gateway.core.events import LegFailed
 from gateway.core.numbers import dial_form
-from gateway.core.presentation import Policy, Present, Redirection, present
 from gateway.edge.settings import LAST_RESORT_HEADER
 from gateway.sip import message
 from gateway.sip.endpoint import DirectAccount, GatedEndpoint, LogWriter, TrunkAccount
@@ -42,6 +40,7 @@ from gateway.sip.engine_config import (
     trunk_config,
 )
 from gateway.sip.engine_limits import running_limits
+from gateway.sip.forwarding import Forwarding, add_headers
 from gateway.sip.legs import LegRegistry, OutboundLeg, audio_of
 from gateway.sip.media import CallMedia
 from gateway.sip.signals import InviteOffer, LegSignal, Signal, offer_of
@@ -87,10 +86,7 @@ class SipEngine:
         self.sip_handles = self.sip_handles_min
         self._codec_order: dict[str, int] = {}
         trunk = settings.trunk
-        self._policy = Policy(trunk.present, trunk.assert_identity, trunk.redirect_header)
-        # A desk phone or PBX reached directly always sees the caller (``public``
-        # is for trunks that allow only their own numbers).
-        self._direct_policy = replace(self._policy, present=Present.CALLER)
+        self._forwarding = Forwarding(trunk)
         # Read from the settings once, not on every leg: the next INVITE waits on these.
         self._trunk_servers = {sip_uri_hostport(trunk.uri(trunk.outbound_proxy)),
                                sip_uri_hostport(trunk.uri(trunk.registrar))}  # fmt: skip
@@ -255,7 +251,10 @@ class SipEngine:
         uri = self.settings.trunk.uri(uri) if account is self._trunk else uri
         call = OutboundLeg(self.registry, account, leg)
         if call_info is not None:
-            prm = self._forwarding(call_info, uri, account)
+            trunk = account is self._trunk
+            inbound = self.registry.inbound.get(call_info.call_id)
+            prm = self._forwarding.options(inbound, call_info, uri, self._domain(trunk=trunk),
+                                           trunk=trunk)  # fmt: skip
             self._offer_callers_codec(call_info.call_id)
         else:
             prm = pj.CallOpParam(True)
@@ -287,37 +286,6 @@ class SipEngine:
         for codec_id, priority in order.items():
             self._ep.codecSetPriority(codec_id, priority)
         self._codec_order = order
-
-    def _forwarding(self, info: CallInfo, uri: str, account: pj.Account) -> pj.CallOpParam:
-        """The INVITE options of a leg forwarding ``info``'s caller, built once per call.
-
-        Every leg of a call presents the same caller; with Diversion (not
-        History-Info, which names the target) its From and headers do not
-        depend on the target. A failover leg reuses the first leg's options
-        (``makeCall`` copies them), so its INVITE waits on no Python building
-        them again.
-        """
-        inbound = self.registry.inbound.get(info.call_id)
-        per_target = self._policy.redirection is not Redirection.DIVERSION
-        key = (account is self._trunk, uri if per_target else "")
-        prm = inbound.forwarding.get(key) if inbound is not None else None
-        if prm is None:
-            prm = pj.CallOpParam(True)
-            self._present(prm, info, uri, account)
-            if inbound is not None:
-                inbound.forwarding[key] = prm
-        return prm
-
-    def _present(self, prm: pj.CallOpParam, info: CallInfo, uri: str, account: pj.Account) -> None:
-        """Present the forwarded caller: pjsua 2.14+ takes a per-call From in ``localUri``."""
-        inbound = self.registry.inbound.get(info.call_id)
-        if inbound is None or inbound.caller_id is None:
-            return
-        trunk = account is self._trunk
-        policy = self._policy if trunk else self._direct_policy
-        shown = present(inbound.caller_id, info.called, uri, self._domain(trunk=trunk), policy)
-        prm.txOption.localUri = shown.from_uri
-        _add_headers(prm, shown.headers)
 
     def _domain(self, *, trunk: bool) -> str:
         """The host part of an account's URIs: the trunk's domain, or our own address."""
@@ -402,7 +370,7 @@ class SipEngine:
     def _hangup(self, call: pj.Call, code: int, headers: Iterable[tuple[str, str]] = ()) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
-        _add_headers(prm, headers)
+        add_headers(prm, headers)
         try:
             call.hangup(prm)
         except pj.Error as err:
@@ -427,10 +395,3 @@ def _codec_of(call: pj.Call | None) -> str:
     except pj.Error:
         pass
     return "?"
-
-
-def _add_headers(prm: pj.CallOpParam, headers: Iterable[tuple[str, str]]) -> None:
-    for name, value in headers:
-        hdr = pj.SipHeader()
-        hdr.hName, hdr.hValue = name, value
-        prm.txOption.headers.append(hdr)
