@@ -38,6 +38,7 @@ from gateway.service import logs, systemd
 from gateway.service.refusals import RefusedSources, reason_for
 from gateway.sip.engine import SipEngine
 from gateway.sip.engine_limits import planned_limits
+from gateway.sip.idle import MediaPoller, transactions
 from gateway.sip.pump import EnginePump, find_sip_sockets
 from gateway.sip.registration import Registration
 from gateway.switchboard import Switchboard
@@ -86,6 +87,7 @@ class Gateway:
         )
         self.refusals = RefusedSources()
         self.engine = SipEngine(settings, self._gate, limits)
+        self.media_poller = MediaPoller()  # RTP is read while legs are up
         self.registration = Registration(self.engine, self.loop, self.notify, settings.trunk)
         self.keeper = RulesKeeper(settings.rules, rules, self.notify, limits.call_legs)
         self.keeper.on_use.append(self._use_rules)
@@ -206,6 +208,7 @@ class Gateway:
                 await asyncio.sleep(0)  # let the bus subscribers subscribe first
                 self.keeper.announce()
                 self.engine.start()
+                self.media_poller.start()
                 self.notify("engine.limits", self.engine.limits.as_dict())
                 # The I/O queue's handles are known once the engine runs: from
                 # here on, every caller, ring and probe counts them.
@@ -227,6 +230,7 @@ class Gateway:
                 await self._pump_until_stopped()
                 await self._stop_services(services)
         finally:
+            self.media_poller.stop()
             self.engine.destroy()
             if self.control is not None:
                 self.control.close()
@@ -236,10 +240,16 @@ class Gateway:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     def _pump_once(self) -> int:
-        """Let pjsua handle what came; a worker then tells the pool its legs in use."""
+        """Let pjsua handle what came; a worker then tells the pool its legs in use.
+
+        RTP is read while legs are up: a leg that just came (an INVITE) or left
+        (a ring) has it read before its audio can flow (gateway/sip/idle.py).
+        """
         handled = self.switchboard.pump()
+        legs = self.engine.legs_in_use()
+        self.media_poller.follow(legs, self.loop.time())
         if self.link is not None:
-            self.link.note_slots(self.engine.legs_in_use(), self.admission.capacity.legs)
+            self.link.note_slots(legs, self.admission.capacity.legs)
         return handled
 
     async def _pump_until_stopped(self) -> None:
@@ -261,8 +271,10 @@ class Gateway:
                 systemd.notify("WATCHDOG=1")
                 fed = self.loop.time()
 
-        def busy() -> bool:
-            return bool(self.switchboard.active_calls or engine.legs_in_use())
+        def busy() -> bool:  # pjsip's timers are due soon: T1 is 500 ms (RFC 3261 17.1.1.1)
+            in_progress = transactions()  # None: cannot be told, so maybe
+            return bool(self.switchboard.active_calls or engine.legs_in_use()
+                        or in_progress is None or in_progress)  # fmt: skip
 
         try:
             await pump.run(self.stop_requested, tick, busy)
@@ -339,6 +351,7 @@ class Gateway:
     def _abandon(self, names: str) -> None:
         """Exit now: a service would hold the process forever (systemd restarts it)."""
         logger.error("stopping: {} did not end; exiting without them", names)
+        self.media_poller.stop()
         self.engine.destroy()
         if self.control is not None:
             self.control.close()

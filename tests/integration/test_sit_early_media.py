@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from gateway_process import GatewayProcess
+from gateway_process import GatewayProcess, observed
 from pcap import write_rtp_pcap
 from sipp import RtpSink
 
@@ -33,6 +33,7 @@ LEAD_S = 0.3  # silence before the operator's tones
 SILENCE_RMS = 50
 _HEARD = re.compile(r"leg \S+: SIT (\S+) .* at \+(\d+\.\d+) s: (\w+)")
 _TAP = re.compile(r".*leg \S+: SIT (?:tap off|bands heard).*")
+QUIET_WAIT_S = 15.0  # the legs end, then RTP is read 2 s more (gateway/sip/idle.py)
 DEBUG = {"SIP_FAILOVER_LOG_LEVEL": "DEBUG"}  # the tap logs the SIT bands it heard
 _EXPECTED = {
     SitCode.INTERCEPT: "unassigned",
@@ -129,4 +130,22 @@ def test_other_early_media_is_never_taken_for_sit(
         assert operator.wait().received("CANCEL")
         assert "SIT tap off after" in gateway.log, "the early media was not listened to"
         assert not _HEARD.search(gateway.log), what_the_tap_heard(gateway)
+    gateway.assert_clean_exit()
+
+
+def test_sit_is_heard_on_a_call_that_comes_after_rtp_reading_stopped(
+    sipp: SippFactory, gateway_dir: Path, tmp_path: Path
+) -> None:
+    """RTP is read only while legs are up: each call here starts it again."""
+    code = SitCode.VACANT_CODE
+    pcap = pcap_of(tmp_path, code.value, sit_audio(code))
+    operator = sipp("operator_sit", keys={"pcap": pcap}, calls=2).start()
+    backup = sipp("phone_answer", keys={"answer_ms": 300}, calls=2).start()
+    with GatewayProcess(gateway_dir, rules(operator, backup), env=DEBUG) as gateway:
+        for calls in (1, 2):
+            call_through(sipp, gateway)
+            off = observed(QUIET_WAIT_S, lambda n=calls: gateway.log.count("media poll off") >= n)
+            assert off, f"RTP still read {QUIET_WAIT_S} s after call {calls}\n{gateway.describe()}"
+        heard = [found[0] for found in _HEARD.findall(gateway.log)]
+        assert heard == [code.value, code.value], what_the_tap_heard(gateway)
     gateway.assert_clean_exit()
