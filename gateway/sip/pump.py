@@ -12,11 +12,15 @@ or a segment wakes the loop at once and the engine's work runs there.
 
 pjsip's timers (retransmissions, timer B, registration refresh) have no
 public "next deadline" in pjsua2: a slow tick runs them, late by at most one
-tick: ``TICK_S`` while a call or leg is up (T1 is 500 ms, RFC 3261 17.1.1.1),
-``TICK_IDLE_S`` when idle. A socket still
+tick: ``TICK_S`` while a call or leg is up or pjsip has a transaction in
+progress (T1 is 500 ms, RFC 3261 17.1.1.1; a transaction lasts until timer
+B/F, 32 s, or its answer and timer D/K), ``TICK_IDLE_S`` otherwise: then only
+the registration refresh, the NAT keep-alive and the probes' schedule (seconds
+to hours apart) wait on it, and a REGISTER refresh is sent at most that late,
+then retransmitted on the fast tick. A socket still
 connecting (TCP to the trunk) is watched for writability until it is
-connected. RTP does not ride on this: pjmedia has its own I/O queue and
-worker thread.
+connected. RTP does not ride on this: pjmedia has its own I/O queue, read on
+a thread of its own while legs are up (``gateway/sip/idle.py``).
 
 If no socket can be found (another pjsua2 build, no ``/proc``), the pump
 falls back to polling on a clock, as before, and says so in the log.
@@ -39,8 +43,8 @@ from loguru import logger
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
-TICK_S = 0.05  # pjsip's timers run at least this often while a call or leg is up
-TICK_IDLE_S = 0.25  # and when idle (registration refresh, probes: seconds apart)
+TICK_S = 0.05  # pjsip's timers run at least this often while a call, leg or transaction is up
+TICK_IDLE_S = 1.0  # and when idle (registration refresh, keep-alive, probes: seconds apart)
 POLL_BUSY_S = 0.001  # fallback without sockets: a call or leg is up
 POLL_IDLE_S = 0.02  # fallback without sockets: idle
 _FDS = Path("/proc/self/fd")
