@@ -249,7 +249,7 @@ class Switchboard:
 
     def _on_sit(self, sig: SitSignal) -> None:
         """Tones said how the leg ends: an ordinary leg failure, and CANCEL (or BYE)."""
-        # Not imported at start: the SIT detector (and numpy) load with the first tap.
+        # Not imported at start: the SIT detector loads with the first tap.
         from gateway.core.sit import outcome_of  # noqa: PLC0415
 
         call = self._calls.get(self._leg_owner.get(sig.leg, ""))

@@ -21,13 +21,16 @@ pjsua2 traps this module is built around (pjsua2 2.15, ``AudioMediaPort``):
   pooled: a stopped tap is disconnected and kept for the next leg (at most one
   per call leg), and ``release_all`` stops the clock (``setNoDev``) first.
 - Copying a frame out of SWIG's ``ByteVector`` costs about 0.3 ms (it is
-  iterated byte by byte); the detector itself about 0.03 ms (docs/health.md).
+  iterated byte by byte); the detector itself 0.02 to 0.25 ms (pure Python:
+  ``benchmarks/sit_cpu.py``; docs/health.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from array import array
 from typing import TYPE_CHECKING
 
 import pjsua2 as pj
@@ -50,8 +53,7 @@ RATE = 8000  # the bridge's clock rate (engine.py ``clockRate``), the detector's
 
 
 def _detector() -> SitDetector:
-    """A new SIT detector. The detector and numpy (about 13 MB of the
-    process) are imported when the first leg is tapped, not at start."""
+    """A new SIT detector (imported when the first leg is tapped, not at start)."""
     from gateway.core.sit import SitDetector  # noqa: PLC0415 - see above
 
     return SitDetector()
@@ -67,9 +69,6 @@ class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
         self.loop = asyncio.get_running_loop()
         self._heard = heard
         self._detector = _detector()
-        import numpy as np  # noqa: PLC0415 - loaded with the first tap (see _detector)
-
-        self._np = np
         self._frames = 0
         self.cpu_s = 0.0  # CPU time spent in this tap's callbacks (the media thread's)
 
@@ -97,8 +96,9 @@ class LegTap(pj.AudioMediaPort):  # type: ignore[misc]
         size = int(frame.size)
         if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO or size < 2:
             return
-        np = self._np
-        samples = np.fromiter(frame.buf, dtype=np.uint8, count=size).view("<i2")
+        samples = array("h", bytes(frame.buf)[: size - size % 2])  # 16-bit little-endian
+        if sys.byteorder == "big":
+            samples.byteswap()
         tone = self._detector.feed(samples, at)
         self.cpu_s += time.thread_time() - started
         if tone is not None:

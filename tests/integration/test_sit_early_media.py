@@ -8,6 +8,7 @@ ringback, busy, speech and music that must never be taken for SIT.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,8 +21,6 @@ from gateway.core.sit import SitCode
 from gateway.demo import tones
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from conftest import SippFactory
     from sipp import Sipp
 
@@ -148,4 +147,21 @@ def test_sit_is_heard_on_a_call_that_comes_after_rtp_reading_stopped(
             assert off, f"RTP still read {QUIET_WAIT_S} s after call {calls}\n{gateway.describe()}"
         heard = [found[0] for found in _HEARD.findall(gateway.log)]
         assert heard == [code.value, code.value], what_the_tap_heard(gateway)
+    gateway.assert_clean_exit()
+
+
+def test_listening_for_sit_does_not_load_numpy(
+    sipp: SippFactory, gateway_dir: Path, tmp_path: Path
+) -> None:
+    """numpy was 13 MB of the gateway once a leg had been listened to."""
+    pcap = pcap_of(tmp_path, "itu", sit_audio(SitCode.ITU))
+    operator = sipp("operator_sit", keys={"pcap": pcap}).start()
+    backup = sipp("phone_answer", keys={"answer_ms": 300}).start()
+    with GatewayProcess(gateway_dir, rules(operator, backup), env=DEBUG) as gateway:
+        call_through(sipp, gateway)
+        assert _HEARD.search(gateway.log), what_the_tap_heard(gateway)
+        assert gateway.process is not None
+        maps = Path(f"/proc/{gateway.process.pid}/maps").read_text()
+        loaded = sorted({line.rsplit("/", 1)[-1] for line in maps.splitlines() if "numpy" in line})
+        assert not loaded, f"numpy is loaded: {loaded}"
     gateway.assert_clean_exit()
