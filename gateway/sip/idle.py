@@ -12,6 +12,7 @@ starts one), so ``MediaPoller`` stops it (``pjmedia_endpt_stop_threads``, the
 call pjsua's shutdown makes) and polls the same I/O queue the same way, on a
 thread of ours, only while a leg is up and ``POLL_LINGER_S`` after the last one
 (pjlib frees a closed socket's slot only in a poll, 500 ms after it closed).
+When it stops, the C heap's free pages go back to the system (``trim_heap``).
 A leg is in the registry before any of its RTP can arrive (an incoming INVITE
 before it is answered, an outgoing leg before its 183 or 200 is even sent),
 and the poller is woken on the pump's first look at it.
@@ -90,6 +91,7 @@ class MediaPoller:
         ):
             self._needed.clear()
             logger.debug("media poll off: no leg is up")
+            trim_heap()
 
     def stop(self) -> None:
         """End the thread (before ``libDestroy``, which destroys the I/O queue)."""
@@ -111,6 +113,28 @@ class MediaPoller:
             if self._stopping:
                 return
             lib.pj_ioqueue_poll(ioqueue, ctypes.byref(timeout))  # the GIL is released
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    glibc keeps what the calls' pjsua pools freed; measured after 300 calls,
+    this returned 2 MB of the 20 MB the heap had grown (the rest is in use).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        function = ctypes.CDLL(None).malloc_trim  # not in musl: then nothing is trimmed
+    except (AttributeError, OSError):
+        return None
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.c_size_t]
+    return function
 
 
 def transactions() -> int | None:
