@@ -61,23 +61,30 @@ class MediaPoller:
         """Whether RTP is being read now."""
         return self._needed.is_set()
 
-    def start(self) -> None:
+    def start(self) -> bool:
         """Take over from pjmedia's worker (after ``libInit``, before any call).
 
         The new thread polls once ``follow`` sees a leg.
+
+        Returns:
+            False (logged) when the engine lacks a function this needs: then
+            pjmedia's own worker goes on polling.
         """
         lib = self._lib or _library()
-        lib.pjsua_get_pjmedia_endpt.restype = ctypes.c_void_p
-        lib.pjmedia_endpt_get_ioqueue.restype = ctypes.c_void_p
-        lib.pjmedia_endpt_get_ioqueue.argtypes = [ctypes.c_void_p]
-        lib.pjmedia_endpt_stop_threads.argtypes = [ctypes.c_void_p]
-        lib.pj_ioqueue_poll.argtypes = [ctypes.c_void_p, ctypes.POINTER(_TimeVal)]
+        try:
+            _declare(lib)
+        except AttributeError as missing:
+            logger.warning("RTP stays polled by pjmedia's own thread: {}", missing)
+            return False
         media = lib.pjsua_get_pjmedia_endpt()
+        if not media:
+            return False
         lib.pjmedia_endpt_stop_threads(media)  # its worker polled every 10 ms, always
         ioqueue = lib.pjmedia_endpt_get_ioqueue(media)
         self._thread = threading.Thread(target=self._run, args=(lib, ioqueue),
                                         name="media.poll", daemon=True)  # fmt: skip
         self._thread.start()
+        return True
 
     def follow(self, legs: int, now: float) -> None:
         """Poll while a leg is up, and ``POLL_LINGER_S`` after the last one ended."""
@@ -113,6 +120,17 @@ class MediaPoller:
             if self._stopping:
                 return
             lib.pj_ioqueue_poll(ioqueue, ctypes.byref(timeout))  # the GIL is released
+
+
+def _declare(lib: Any) -> None:
+    """The C signatures ``MediaPoller`` calls (AttributeError: one is missing)."""
+    lib.pjsua_get_pjmedia_endpt.restype = ctypes.c_void_p
+    lib.pjmedia_endpt_get_ioqueue.restype = ctypes.c_void_p
+    lib.pjmedia_endpt_get_ioqueue.argtypes = [ctypes.c_void_p]
+    lib.pjmedia_endpt_stop_threads.argtypes = [ctypes.c_void_p]
+    lib.pj_thread_register.argtypes = [ctypes.c_char_p, ctypes.c_void_p,
+                                       ctypes.POINTER(ctypes.c_void_p)]  # fmt: skip
+    lib.pj_ioqueue_poll.argtypes = [ctypes.c_void_p, ctypes.POINTER(_TimeVal)]
 
 
 def trim_heap() -> None:
