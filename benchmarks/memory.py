@@ -1,6 +1,7 @@
 """The gateway's memory, fresh and after calls, and what it is made of.
 
     .venv/bin/python benchmarks/memory.py [--calls 300] [--batches 1] [--settle 5] [--env K=V]
+                                          [--cpu-window 60]
 
 Starts the gateway on loopback with one route (a 404 main line, then a backup
 phone that answers), reads its PSS from /proc/PID/smaps_rollup when idle and
@@ -8,7 +9,9 @@ fresh, places ``--calls`` calls one after another (10/s, 20 ms each, answered
 by the backup), and reads it again once idle. Prints PSS and USS (unshared) and the
 largest mappings (anonymous memory, the heap, each shared library), so that a
 change can be measured before and after. ``--env`` passes settings or
-variables to the gateway (``MALLOC_ARENA_MAX=2``). Needs sipp.
+variables to the gateway (``MALLOC_ARENA_MAX=2``). ``--cpu-window`` also reads
+the gateway's CPU time over that many idle seconds after each reading (% of one
+core, from /proc/PID/stat). Needs sipp.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
 sys.path.insert(0, str(HERE))
 
 from gateway_process import GatewayProcess  # noqa: E402
+from measures import tree_cpu_seconds  # noqa: E402
 from side_by_side import FAILOVER_NUMBER, RATE, rules  # noqa: E402
 from sipp import Sipp, free_udp_port  # noqa: E402
 
@@ -61,6 +65,17 @@ def report(label: str, pid: int, top: int) -> float:
     return total
 
 
+def idle_cpu(pid: int, seconds: float) -> None:
+    """Print the CPU the process used over ``seconds`` of idling, % of one core."""
+    if seconds <= 0:
+        return
+    before, start = tree_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - start
+    used = tree_cpu_seconds(pid) - before
+    print(f"    idle CPU {100 * used / elapsed:.3f} % of a core ({used:.2f} s in {elapsed:.0f} s)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
@@ -68,6 +83,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="idle seconds before a reading")
     parser.add_argument("--top", type=int, default=8)
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--cpu-window", type=float, default=0.0, help="idle CPU window, s")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     env.setdefault("SIP_FAILOVER_SIP__MAX_CALLS_PER_SOURCE_PER_MINUTE", "100000")
@@ -84,6 +100,7 @@ def main() -> int:
             pid = gateway.process.pid
             time.sleep(args.settle)
             fresh = report("fresh, idle", pid, args.top)
+            idle_cpu(pid, args.cpu_window)
             for batch in range(1, args.batches + 1 if args.calls else 1):
                 Sipp("caller_answered", work, remote=gateway.address, calls=args.calls,
                      keys={"hold_ms": 20, "dial": FAILOVER_NUMBER}, timeout_s=args.calls + 120,
@@ -91,6 +108,7 @@ def main() -> int:
                 time.sleep(args.settle)
                 after = report(f"idle after {batch * args.calls} calls", pid, args.top)
                 print(f"grew {after - fresh:+.1f} MB")
+                idle_cpu(pid, args.cpu_window)
         main_line.stop()
         backup.stop()
     return 0
