@@ -16,7 +16,9 @@ from gateway_process import GatewayProcess, observed
 from rulesets import one_phone
 from sipp import free_udp_port
 
-pytestmark = pytest.mark.integration
+# alone: each wake costs more CPU time on a loaded machine (0.32 % read beside a
+# test run against 0.08 % on its own), and the window is counted in 10 ms ticks.
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 WINDOW_S = 10.0  # CPU time is counted in 10 ms ticks: a window of 1,000 of them
 MAX_PERCENT = 0.3  # measured 0.1 % over 60 s; 0.5 % before (benchmarks/README.md)
 
