@@ -26,7 +26,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -108,7 +108,7 @@ class MediaPoller:
             self._thread.join()
             self._thread = None
 
-    def _run(self, lib: Any, ioqueue: int) -> None:
+    def _run(self, lib: ctypes.CDLL, ioqueue: int) -> None:
         # pjlib asserts on a thread it does not know: register this one, with
         # its descriptor alive as long as the thread polls.
         desc = (ctypes.c_long * _THREAD_DESC_LONGS)()
@@ -122,7 +122,7 @@ class MediaPoller:
             lib.pj_ioqueue_poll(ioqueue, ctypes.byref(timeout))  # the GIL is released
 
 
-def _declare(lib: Any) -> None:
+def _declare(lib: ctypes.CDLL) -> None:
     """The C signatures ``MediaPoller`` calls (AttributeError: one is missing)."""
     lib.pjsua_get_pjmedia_endpt.restype = ctypes.c_void_p
     lib.pjmedia_endpt_get_ioqueue.restype = ctypes.c_void_p
