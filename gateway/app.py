@@ -36,6 +36,7 @@ from gateway.rules.keeper import RulesKeeper
 from gateway.rules.load import load_rules
 from gateway.service import logs, systemd
 from gateway.service.refusals import RefusedSources, reason_for
+from gateway.service.stopping import cancel_within
 from gateway.sip.engine import SipEngine
 from gateway.sip.engine_limits import planned_limits
 from gateway.sip.idle import MediaPoller, transactions
@@ -260,16 +261,12 @@ class Gateway:
         pump.start()
         # The watchdog is fed from the pump's tick: if the pump stops, no call
         # gets through, and systemd should restart the gateway.
-        watchdog = systemd.watchdog_interval()
-        fed = self.loop.time()
+        watchdog = systemd.Watchdog(self.loop.time())
 
         def tick() -> None:
-            nonlocal fed
             if pump.driven_by_sockets:  # the SIP sockets, connections included, it found
                 engine.sip_handles = max(len(pump.watched()), engine.sip_handles_min)
-            if watchdog is not None and self.loop.time() - fed >= watchdog:
-                systemd.notify("WATCHDOG=1")
-                fed = self.loop.time()
+            watchdog.feed(self.loop.time())
 
         def busy() -> bool:  # pjsip's timers are due soon: T1 is 500 ms (RFC 3261 17.1.1.1)
             in_progress = transactions()  # None: cannot be told, so maybe
@@ -321,26 +318,13 @@ class Gateway:
             await asyncio.sleep(POLL_BUSY)
 
     async def _stop_services(self, services: list[asyncio.Task[None]]) -> None:
-        """Cancel the services and wait for them, bounded.
+        """Cancel the services and wait for them, bounded (gateway/service/stopping.py).
 
-        A service that is still running after `STOP_SERVICES_S` let a
-        cancellation pass (a library swallowed it): it is cancelled once more,
-        and if even that does not end it, the gateway exits without it.
+        If even a second cancellation does not end one, the gateway exits without it.
         """
-        if not services:
-            return
-        for service in services:
-            service.cancel()
-        _, pending = await asyncio.wait(services, timeout=self._bound(STOP_SERVICES_S))
-        if not pending:
-            return
-        names = ", ".join(sorted(task.get_name() for task in pending))
-        logger.warning("stopping: {} still running; cancelling again", names)
-        for service in pending:
-            service.cancel()
-        _, pending = await asyncio.wait(pending, timeout=FORCED_S)
-        if pending:
-            self._abandon(names)
+        stuck = await cancel_within(services, self._bound(STOP_SERVICES_S), FORCED_S)
+        if stuck:
+            self._abandon(stuck)
 
     def _bound(self, limit: float) -> float:
         """``limit``, or what is left of `FORCED_S` after a second stop signal."""

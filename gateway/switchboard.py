@@ -45,7 +45,7 @@ from gateway.sip.signals import (
     SitSignal,
 )
 from gateway.voicemail.machine import AnsweringMachine, VoicemailCall
-from gateway.voicemail_runs import VoicemailRuns
+from gateway.voicemail.runs import VoicemailRuns
 
 if TYPE_CHECKING:
     import asyncio
