@@ -75,6 +75,7 @@ OUTAGE_NUMBER = "+3225550200"
 # handles, and the gateway refuses callers (480 at the gate, 503 + Retry-After)
 # rather than abort (docs/limits.md, "Socket handles"); the rate ramp shows it.
 RATE = 10
+LEAK_BASE = 300  # the leak check: memory after --leak-calls calls against after this many
 RAMP_RATES = (10, 15, 20, 25, 30)  # calls/s of the rate ramp, one call at a time
 
 
@@ -202,7 +203,8 @@ class Bench:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="sip-failover-side-by-side-"))
-    bench = Bench(work, args.leak_calls + 2 * args.calls + len(RAMP_RATES) * args.ramp_calls)
+    bench = Bench(work, LEAK_BASE + args.leak_calls + 2 * args.calls
+                  + len(RAMP_RATES) * args.ramp_calls)
     out: dict[str, Any] = {"gateway": {}, "kamailio": {}}
     delays: dict[str, dict[str, list[float]]] = {s: {"failover": [], "known_outage": [],
                                                      "known_outage_ringing": []}
@@ -211,6 +213,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         time.sleep(3)  # both settle after start
         fresh = bench.idle(args.idle)
+        # The leak check's base: the gateway after exactly LEAK_BASE calls, settled
+        # as after the last calls (pjsip's transactions over, fast tick ended).
+        bench.burst("gateway", FAILOVER_NUMBER, LEAK_BASE)
+        time.sleep(args.settle)
+        after_300 = bench.idle(args.idle / 2)["gateway"]["pss_mb"]
         per_burst = args.calls // args.rounds
         for round_no in range(args.rounds):
             for name in ("gateway", "kamailio"):
@@ -226,9 +233,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "gateway_to_backup": rtp_payload_types(
                             packets, range(bench.caller_media.start), range(backup, backup + 4)),
                     }
-            if round_no == 0:
-                time.sleep(3)
-                after_300 = bench.idle(args.idle / 2)["gateway"]["pss_mb"]
         for name in ("gateway", "kamailio"):
             port = bench.system(name)[0]
             packets, caller, _ = bench.burst(name, OUTAGE_NUMBER, args.outage_calls)
@@ -241,7 +245,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             chunk = min(remaining, 1000)
             bench.burst("gateway", FAILOVER_NUMBER, chunk)
             remaining -= chunk
-        time.sleep(3)
+        time.sleep(args.settle)
         after = bench.idle(args.idle)
         out["gateway"]["call_rates"] = rate_ramp(bench, args.ramp_calls)
     finally:
@@ -315,6 +319,9 @@ def main() -> int:
     parser.add_argument("--outage-calls", type=int, default=300)
     parser.add_argument("--leak-calls", type=int, default=3000, help="the gateway's calls in all")
     parser.add_argument("--idle", type=float, default=20.0, help="idle window, seconds")
+    settle = ("seconds after calls before an idle reading: pjsip's last transactions end"
+              " (timer B/F: 32 s), and the pump's fast tick with them")  # fmt: skip
+    parser.add_argument("--settle", type=float, default=35.0, help=settle)
     parser.add_argument("--ramp-calls", type=int, default=150, help="calls at each ramp rate")
     parser.add_argument("--detect-samples", type=int, default=10, help="outages to detect")
     parser.add_argument("--out", type=Path, default=RESULTS)
