@@ -119,6 +119,7 @@ def plot(delays: dict[str, dict[str, list[float]]], path: Path) -> None:
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415
 
     figure, axes = plt.subplots(1, len(ROWS), figsize=(15, 4.5))
     for axis, (key, label) in zip(axes, ROWS, strict=True):
@@ -128,6 +129,11 @@ def plot(delays: dict[str, dict[str, list[float]]], path: Path) -> None:
                 share = [(i + 1) / len(values) for i in range(len(values))]
                 axis.step(values, share, where="post", label=f"{system} (n={len(values)})")
         axis.set_xscale("log")
+        # Labelled 0.2, 0.5, 1, 2 …: pyplot's own minor labels overlapped on a narrow range.
+        axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.tick_params(axis="x", labelsize=7)
         axis.set_xlabel("ms (log scale)")
         axis.set_ylabel("share of calls")
         axis.set_title(label, fontsize=9)
