@@ -3,83 +3,48 @@
 pjmedia's WAV writer leaves the header's sizes at 0 while it records and
 writes them when its port is destroyed, then closes the file. pjmedia 2.15
 destroys a conference port on its media clock thread, a frame or two after
-``stop_media`` (gateway/sip/media.py), and tells nobody: the file's close is
-the only news. So the answering machine waits for that close (inotify's
-``IN_CLOSE_WRITE``, on the loop like any socket), never on a clock; if the
-file is not completed within ``CLOSE_WAIT``, its length is taken from its
-size and the message is kept anyway.
+``stop_media`` (gateway/sip/media.py), and tells nobody: the header's write
+is the only news. So the answering machine watches the file (watchfiles, as
+the rules are watched: gateway/rules/watch.py) and looks at the header after
+each change, and at least every ``LOOK_MS`` (a write just before the watch
+began); if the file is not completed within ``CLOSE_WAIT``, its length is
+taken from its size and the message is kept anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import os
 import wave
 from typing import TYPE_CHECKING
 
 from loguru import logger
+from watchfiles import awatch
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 CLOSE_WAIT = 2.0  # how long the recorder may take to complete its WAV file
 _WAV_HEADER = 44  # pjmedia's WAV writer: a plain 44-byte header
 _PCM_BYTES_PER_SECOND = 16000  # 8 kHz, 16-bit mono
-_IN_CLOSE_WRITE = 0x08  # <sys/inotify.h>: a file opened for writing was closed
+LOOK_MS = 100  # the header is looked at after each change, and at least this often
+STEP_MS = 5  # a change is reported once the file was quiet this long
 
 
 async def closed_wav_seconds(path: Path) -> float:
     """The recording's length once the recorder has completed the file (0 with no file)."""
-    with _closes(path) as closed, contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(CLOSE_WAIT):
-            while not _riff_complete(path):
-                closed.clear()
-                await closed.wait()
+    if not _riff_complete(path):
+        watch = awatch(path, debounce=LOOK_MS, step=STEP_MS, rust_timeout=LOOK_MS,
+                       yield_on_timeout=True, watch_filter=None)  # fmt: skip
+        with contextlib.suppress(TimeoutError, FileNotFoundError):
+            async with asyncio.timeout(CLOSE_WAIT), contextlib.aclosing(watch):
+                async for _changes in watch:
+                    if _riff_complete(path):
+                        break
     if not _riff_complete(path):
         logger.warning("recording {} was not completed by the recorder; kept as is", path)
         return _size_seconds(path)
     return _header_seconds(path)
-
-
-@contextlib.contextmanager
-def _closes(path: Path) -> Iterator[asyncio.Event]:
-    """An event set each time a writer closes ``path``; never set without inotify."""
-    closed = asyncio.Event()
-    fd = _watch(path)
-    if fd is None:
-        yield closed
-        return
-    loop = asyncio.get_running_loop()
-
-    def news() -> None:
-        with contextlib.suppress(OSError):
-            os.read(fd, 4096)  # drained, or the loop would call this again at once
-        closed.set()
-
-    loop.add_reader(fd, news)
-    try:
-        yield closed
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-def _watch(path: Path) -> int | None:
-    """An inotify descriptor watching ``path`` for a writer's close, or None (no file)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = int(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
-    except (OSError, AttributeError):  # not Linux
-        return None
-    if fd < 0:
-        return None
-    if libc.inotify_add_watch(fd, os.fsencode(path), _IN_CLOSE_WRITE) < 0:
-        os.close(fd)
-        return None
-    return fd
 
 
 def _size_seconds(path: Path) -> float:
