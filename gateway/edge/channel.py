@@ -65,24 +65,18 @@ def decode(line: bytes) -> JsonObject | None:
 
 
 def as_int(value: JsonValue) -> int:
-    """A message's whole number.
-
-    Raises:
-        ValueError: the value is no number (a peer's bug).
-    """
-    if isinstance(value, int | float | str):
-        return int(value)
-    raise ValueError(f"not a number: {value!r}")
+    """A message's whole number (ValueError: no number, a peer's bug)."""
+    return int(_number(value))
 
 
 def as_float(value: JsonValue) -> float:
-    """A message's number.
+    """A message's number (ValueError: no number, a peer's bug)."""
+    return float(_number(value))
 
-    Raises:
-        ValueError: the value is no number (a peer's bug).
-    """
+
+def _number(value: JsonValue) -> int | float | str:
     if isinstance(value, int | float | str):
-        return float(value)
+        return value
     raise ValueError(f"not a number: {value!r}")
 
 
