@@ -22,7 +22,6 @@ import os
 import platform
 import signal
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
 
 from gateway_process import GatewayProcess  # noqa: E402
+from measures import failover_delays, percentile, read_pcap  # noqa: E402
 from sipp import Sipp, free_udp_port  # noqa: E402
 
 RESULTS = HERE / "results" / "failover_latency.json"
@@ -55,40 +55,6 @@ routes:
 """
 
 
-def read_pcap(path: Path) -> list[tuple[float, int, int, bytes]]:
-    """(time, source port, destination port, UDP payload) of each IPv4 UDP packet."""
-    data = path.read_bytes()
-    magic = struct.unpack("<I", data[:4])[0]
-    nano = magic == 0xA1B23C4D
-    linktype = struct.unpack("<I", data[20:24])[0]
-    offset, packets = 24, []
-    while offset + 16 <= len(data):
-        sec, frac, incl, _orig = struct.unpack("<IIII", data[offset : offset + 16])
-        frame = data[offset + 16 : offset + 16 + incl]
-        offset += 16 + incl
-        ip = frame[14:] if linktype == 1 else frame[16:] if linktype == 113 else frame[4:]
-        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
-            continue
-        header = (ip[0] & 0x0F) * 4
-        sport, dport = struct.unpack("!HH", ip[header : header + 4])
-        stamp = sec + frac / (1e9 if nano else 1e6)
-        packets.append((stamp, sport, dport, ip[header + 8 :]))
-    return packets
-
-
-def latencies(packets: list[tuple[float, int, int, bytes]], gw: int, main: int, backup: int
-              ) -> list[float]:  # fmt: skip
-    """404 from main to the gateway -> the next INVITE from the gateway to backup."""
-    out, pending = [], None
-    for stamp, sport, dport, payload in packets:
-        if sport == main and dport == gw and payload.startswith(b"SIP/2.0 404"):
-            pending = pending or stamp
-        elif sport == gw and dport == backup and payload.startswith(b"INVITE ") and pending:
-            out.append(stamp - pending)
-            pending = None
-    return out
-
-
 def idle_footprint(pid: int, seconds: float) -> dict[str, float]:
     tick = os.sysconf("SC_CLK_TCK")
 
@@ -106,11 +72,6 @@ def idle_footprint(pid: int, seconds: float) -> dict[str, float]:
         "idle_rss_mb": round(rss_kb / 1024, 1),
         "idle_seconds": round(elapsed, 1),
     }
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -148,7 +109,7 @@ def main() -> int:
     code = gateway.stop()
     main.stop()
     backup.stop()
-    found = latencies(read_pcap(pcap), gateway.port, main_port, backup_port)
+    found = failover_delays(read_pcap(pcap), gateway.port, main_port, backup_port)
     ms = [value * 1000 for value in found]
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -9,16 +9,41 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections import Counter
 from pathlib import Path
-
-from failover_latency import percentile, read_pcap
 
 Packet = tuple[float, int, int, bytes]  # time, source port, destination port, UDP payload
 
 __all__ = ["Packet", "caller_finals", "failover_delays", "invite_rate", "outage_delays",
-           "read_pcap", "rtp_payload_types", "stats", "tree_cpu_seconds", "tree_pids",
+           "percentile", "read_pcap", "rtp_payload_types", "stats", "tree_cpu_seconds", "tree_pids",
            "tree_pss_mb"]  # fmt: skip
+
+
+def read_pcap(path: Path) -> list[Packet]:
+    """(time, source port, destination port, UDP payload) of each IPv4 UDP packet."""
+    data = path.read_bytes()
+    magic = struct.unpack("<I", data[:4])[0]
+    nano = magic == 0xA1B23C4D
+    linktype = struct.unpack("<I", data[20:24])[0]
+    offset, packets = 24, []
+    while offset + 16 <= len(data):
+        sec, frac, incl, _orig = struct.unpack("<IIII", data[offset : offset + 16])
+        frame = data[offset + 16 : offset + 16 + incl]
+        offset += 16 + incl
+        ip = frame[14:] if linktype == 1 else frame[16:] if linktype == 113 else frame[4:]
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+            continue
+        header = (ip[0] & 0x0F) * 4
+        sport, dport = struct.unpack("!HH", ip[header : header + 4])
+        stamp = sec + frac / (1e9 if nano else 1e6)
+        packets.append((stamp, sport, dport, ip[header + 8 :]))
+    return packets
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def failover_delays(packets: list[Packet], system: int, main: int, backup: int) -> list[float]:

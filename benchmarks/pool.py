@@ -41,8 +41,8 @@ sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
 sys.path.insert(0, str(HERE))
 
 from edge_pool import BACKUP, TRUNK_KEYS, failover_rules, start_pool  # noqa: E402
-from failover_latency import percentile, read_pcap  # noqa: E402
 from gateway_process import GatewayProcess  # noqa: E402
+from measures import percentile, read_pcap  # noqa: E402
 from rulesets import CALLED  # noqa: E402
 from sipp import Sipp  # noqa: E402
 
