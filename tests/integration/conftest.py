@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 from mailserver import MailServer
+from mosquitto import Mosquitto
 from sipp import Sipp, free_media_port, sipp_available
 
 if TYPE_CHECKING:
@@ -53,6 +54,15 @@ def media_port() -> int:
 def gateway_dir(tmp_path: Path) -> Path:
     """Where a test's gateway keeps its rules, state and log."""
     return tmp_path / "gateway"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of the test's own, on 127.0.0.1."""
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    with Mosquitto(folder) as running:
+        yield running
 
 
 @pytest.fixture

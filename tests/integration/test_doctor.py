@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from mosquitto import Mosquitto
 from sipp import free_udp_port
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
 
     from conftest import SippFactory
     from mailserver import MailServer
+    from mosquitto import Mosquitto
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -45,14 +44,6 @@ routes:
 def only_our_login(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
     ok = isinstance(auth_data, LoginPassword) and auth_data == (USER.encode(), PASSWORD.encode())
     return AuthResult(success=ok, handled=False)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    folder = tmp_path / "mosquitto"
-    folder.mkdir()
-    with Mosquitto(folder) as running:
-        yield running
 
 
 @pytest.fixture

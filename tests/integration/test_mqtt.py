@@ -21,19 +21,13 @@ from gateway.status.bus import EventBus, StatusEvent
 from gateway.status.mqtt import MqttPublisher
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 PREFIX = "sip-failover/gw1"
 WAIT = 10.0
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path) as running:
-        yield running
 
 
 @asynccontextmanager

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import aiomqtt
 import pytest
 from gateway_process import GatewayProcess
-from mosquitto import Mosquitto
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from conftest import SippFactory
+    from mosquitto import Mosquitto
     from sipp import Sipp
 
 pytestmark = pytest.mark.integration
@@ -122,12 +122,6 @@ def test_a_reload_naming_a_missing_greeting_or_a_box_without_address_is_refused(
         wait_for(lambda: nobody in gateway.log, "rejection of a box without address", gateway)
         assert count(gateway, "rules reloaded") == 0, "a broken file was loaded"
     gateway.assert_clean_exit()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path) as running:
-        yield running
 
 
 async def send(broker: Mosquitto, topic: str, payload: str) -> None:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import aiomqtt
 import pytest
 from gateway_process import GatewayProcess
-from mosquitto import Mosquitto
 from rulesets import one_phone
 from sipp import LOOPBACK
 
@@ -26,20 +25,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from conftest import SippFactory
+    from mosquitto import Mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 PREFIX = "sip-failover/gw1"
 WAIT = 15.0
 STOP_WITHIN = 15.0  # what the gateway needs at most with no call up
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    with Mosquitto(folder) as running:
-        yield running
 
 
 class Retained:
