@@ -39,7 +39,7 @@ from gateway.service.refusals import RefusedSources, reason_for
 from gateway.service.stopping import cancel_within
 from gateway.sip.engine import SipEngine
 from gateway.sip.engine_limits import planned_limits
-from gateway.sip.idle import MediaPoller, transactions
+from gateway.sip.idle import MediaPoller, QuietHeap, transactions
 from gateway.sip.pump import EnginePump, find_sip_sockets
 from gateway.sip.registration import Registration
 from gateway.switchboard import Switchboard
@@ -262,11 +262,13 @@ class Gateway:
         # The watchdog is fed from the pump's tick: if the pump stops, no call
         # gets through, and systemd should restart the gateway.
         watchdog = systemd.Watchdog(self.loop.time())
+        heap = QuietHeap()  # what the calls' transactions freed goes back once they end
 
         def tick() -> None:
             if pump.driven_by_sockets:  # the SIP sockets, connections included, it found
                 engine.sip_handles = max(len(pump.watched()), engine.sip_handles_min)
             watchdog.feed(self.loop.time())
+            heap.follow(busy())
 
         def busy() -> bool:  # pjsip's timers are due soon: T1 is 500 ms (RFC 3261 17.1.1.1)
             in_progress = transactions()  # None: cannot be told, so maybe
