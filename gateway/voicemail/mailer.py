@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import aiosmtplib
 from loguru import logger
 
 from gateway.voicemail.message import compose
@@ -35,6 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from email.message import EmailMessage
     from zoneinfo import ZoneInfo
+
+    import aiosmtplib
 
     from gateway.config import SmtpSettings
     from gateway.voicemail.retry import Decision
@@ -165,6 +166,10 @@ class Mailer:
         return compose(message.meta, audio, sender=sender, timezone=self._timezone, date=date)
 
     async def _send(self, mail: EmailMessage, recipients: tuple[str, ...]) -> _Outcome:
+        # Loaded with the first mail, not at start: 1.1 MB of an idle gateway
+        # that may never send one (benchmarks/README.md, "Memory").
+        import aiosmtplib  # noqa: PLC0415
+
         server = self._settings
         login = server.username or None
         try:
@@ -194,6 +199,8 @@ class Mailer:
 
     def _failure(self, exc: aiosmtplib.SMTPException) -> _Outcome:
         """What an aiosmtplib error means, in words an admin can act on."""
+        import aiosmtplib  # noqa: PLC0415 - loaded by _send already
+
         server = self._settings
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
             codes = [refusal.code for refusal in exc.recipients]
