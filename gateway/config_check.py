@@ -11,7 +11,6 @@ the nearest real name.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -171,6 +170,8 @@ def unknown_variables(environ: Mapping[str, str], dot_env: Mapping[str, str | No
     warnings = []
     for name, where in sorted(found.items()):
         if name.startswith(PREFIX) and name not in known:
+            import difflib  # noqa: PLC0415 - only for a misspelt name, not in every gateway
+
             close = difflib.get_close_matches(name, spelled, n=1, cutoff=0.8)
             hint = f"; did you mean {close[0]}?" if close else ""
             warnings.append(f"{name}{where} is no setting and is ignored{hint}")
