@@ -11,7 +11,10 @@ largest mappings (anonymous memory, the heap, each shared library), so that a
 change can be measured before and after. ``--env`` passes settings or
 variables to the gateway (``MALLOC_ARENA_MAX=2``). ``--cpu-window`` also reads
 the gateway's CPU time over that many idle seconds after each reading (% of one
-core, from /proc/PID/stat). Needs sipp.
+core, from /proc/PID/stat). A reading less than 32 s after the last call (the
+default ``--settle 5``) still counts the calls' SIP transactions, which pjsip
+keeps until timer J or D; ``--settle 35`` reads the gateway once they are over
+and the heap has been given back. Needs sipp.
 """
 
 from __future__ import annotations
