@@ -51,6 +51,7 @@ from gateway.core.actions import (
     HangUpCaller,
     Notify,
     Refuse,
+    Ring,
     SendRinging,
 )
 from gateway.core.causes import Outcome, response_for
@@ -114,10 +115,18 @@ class CallSession(CallProgress):
     # -- the intake's verdict ----------------------------------------------------
 
     def _on_admitted(self, event: CallAdmitted, now: float) -> Go:
+        """Ringback to the caller and the first step, whose INVITEs leave first.
+
+        The caller's 180 waits for the first legs' INVITEs (a fraction of a
+        millisecond): the route is what the caller waits on. It still comes
+        before any answer, voicemail or refusal of the first step.
+        """
         del event
-        actions: list[Action] = [self._incoming(), SendRinging()]
         state, more = self._next_step(now, from_names=None)
-        return state, actions + more
+        rings = 0
+        while rings < len(more) and isinstance(more[rings], Ring | Notify):
+            rings += 1
+        return state, [self._incoming(), *more[:rings], SendRinging(), *more[rings:]]
 
     def _on_refused(self, event: CallRefused, now: float) -> Go:
         actions: list[Action] = [self._incoming()]
