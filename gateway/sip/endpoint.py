@@ -18,10 +18,12 @@ from loguru import logger
 
 from gateway.sip import message
 from gateway.sip.legs import InboundLeg, LegRegistry, guarded
-from gateway.sip.signals import IncomingSignal, OptionsSignal, RegistrationSignal, offer_of
+from gateway.sip.signals import IncomingSignal, OptionsSignal, RegistrationSignal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from gateway.sip.signals import InviteOffer
 
 __all__ = ["DirectAccount", "GatedEndpoint", "LogWriter", "TrunkAccount"]
 
@@ -70,10 +72,16 @@ class GatedEndpoint(pj.Endpoint):  # type: ignore[misc]
 class TrunkAccount(pj.Account):  # type: ignore[misc]
     """The provider account: registration, and every call in or out."""
 
-    def __init__(self, registry: LegRegistry, new_call_id: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        registry: LegRegistry,
+        new_call_id: Callable[[], str],
+        offer_of: Callable[[str, str], InviteOffer],
+    ) -> None:
         super().__init__()
         self.registry = registry
         self._new_call_id = new_call_id
+        self._offer_of = offer_of  # the gate has read the same INVITE: read once
 
     @guarded
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
@@ -82,7 +90,7 @@ class TrunkAccount(pj.Account):  # type: ignore[misc]
         raw = str(prm.rdata.wholeMsg)
         leg.caller_id = message.caller_id(raw)
         leg.offered = message.offered_codecs(raw)
-        offer = offer_of(raw, str(prm.rdata.srcAddress))
+        offer = self._offer_of(raw, str(prm.rdata.srcAddress))
         self.registry.emit(IncomingSignal(call_id, offer.caller, offer.called, offer.source))
 
     @guarded

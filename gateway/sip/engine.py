@@ -91,6 +91,7 @@ class SipEngine:
         self._trunk_servers = {sip_uri_hostport(trunk.uri(trunk.outbound_proxy)),
                                sip_uri_hostport(trunk.uri(trunk.registrar))}  # fmt: skip
         self._trunk_domain = _trunk_domain(settings)
+        self._last_offer: tuple[str, InviteOffer] | None = None  # the last INVITE read
 
     # -- life cycle ----------------------------------------------------------
 
@@ -110,7 +111,7 @@ class SipEngine:
         # all (pjsua falls back to the default one). An uncreated Account has
         # id -1, so this sets "no default".
         pj.Account().setDefault()
-        self._trunk = TrunkAccount(self.registry, self.new_call_id)
+        self._trunk = TrunkAccount(self.registry, self.new_call_id, self._offer_of)
         self._trunk.create(trunk_config(self.settings, self._domain(trunk=True)), False)
         # Legs to SIP URIs (a desk phone, a PBX) leave through an account with
         # no credentials: with the trunk's, any server a leg reaches could
@@ -182,7 +183,15 @@ class SipEngine:
         last_resort = False
         if self.settings.edge.address is not None:
             last_resort = message.header(raw, LAST_RESORT_HEADER) is not None
-        return self._gate(offer_of(raw, str(rdata.srcAddress)), last_resort)
+        return self._gate(self._offer_of(raw, str(rdata.srcAddress)), last_resort)
+
+    def _offer_of(self, raw: str, src_address: str) -> InviteOffer:
+        """What an INVITE says, read once: the gate's reading is the incoming call's too."""
+        if self._last_offer is not None and self._last_offer[0] == raw:
+            return self._last_offer[1]
+        offer = offer_of(raw, src_address)
+        self._last_offer = (raw, offer)
+        return offer
 
     def new_call_id(self) -> str:
         """Our id for a call from the trunk (also for one turned away at the gate)."""
