@@ -91,17 +91,21 @@ def outage_delays(packets: list[Packet], system: int, caller: int, backup: int,
                   dead: int) -> tuple[list[float], list[float]]:  # fmt: skip
     """Seconds from the caller's INVITE to the backup INVITE, and to the caller's 180.
 
-    A call that tried the dead line first (before the outage was known) is left out.
+    Each is read once per call (by its Call-ID), in whichever order the two
+    leave. A call that tried the dead line first (before the outage was
+    known) is left out.
     """
     to_backup: list[float] = []
     to_ringing: list[float] = []
-    start: float | None = None
-    tried_dead = ringing_sent = False
+    call: bytes | None = None
+    start = 0.0
+    tried_dead = ringing_sent = backup_sent = False
     for stamp, sport, dport, payload in packets:
         if sport == caller and dport == system and payload.startswith(b"INVITE "):
-            if start is None:
-                start, tried_dead, ringing_sent = stamp, False, False
-        elif start is None:
+            if _call_id(payload) != call:  # a new call, not a retransmission
+                call, start = _call_id(payload), stamp
+                tried_dead = ringing_sent = backup_sent = False
+        elif call is None:
             continue
         elif sport == system and dport == dead and payload.startswith(b"INVITE "):
             tried_dead = True
@@ -110,10 +114,15 @@ def outage_delays(packets: list[Packet], system: int, caller: int, backup: int,
                 to_ringing.append(stamp - start)
             ringing_sent = True
         elif sport == system and dport == backup and payload.startswith(b"INVITE "):
-            if not tried_dead:
+            if not backup_sent and not tried_dead:
                 to_backup.append(stamp - start)
-            start = None
+            backup_sent = True
     return to_backup, to_ringing
+
+
+def _call_id(payload: bytes) -> bytes | None:
+    found = _CALL_ID.search(payload)
+    return found.group(1) if found else None
 
 
 def rtp_payload_types(packets: list[Packet], sources: range, destinations: range) -> list[int]:
