@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from gateway.backlog import Backlog
 from gateway.core import actions as act
 from gateway.core import intake
 from gateway.core.admission import Screening
@@ -115,6 +116,7 @@ class Switchboard:
         self.prober = prober
         self.loop_test = loop_test
         self._held = AnswerHold(loop, self._answer_counts)
+        self.later = Backlog(loop)  # status events and log lines: after the INVITEs
 
     @property
     def active_calls(self) -> int:
@@ -286,11 +288,11 @@ class Switchboard:
         call = self._calls[call_id]
         # What the caller waits for goes first: the next INVITE leaves before
         # any status event is logged, published or written. The events follow
-        # on the loop's next turn, in their order (call_soon is FIFO), and the
-        # lines the actions log after them (the demo's timeline reads the log).
+        # on the loop's next turns, one a turn, in their order, and the lines
+        # the actions log after them (the demo's timeline reads the log).
         for action in actions:
             if isinstance(action, act.Notify):
-                self.loop.call_soon(self.notify, action.kind, action.data)
+                self.later.add(self.notify, action.kind, action.data)
         for action in actions:
             if not isinstance(action, act.Notify):
                 self._carry_out(call_id, call, action)
@@ -332,7 +334,7 @@ class Switchboard:
         self.engine.ring(leg, target, call.session.info)
         # Logged after the call's events; the line is built then too, not
         # while a second ring of the step waits.
-        self.loop.call_soon(_log_ringing, call_id, target, sent)
+        self.later.add(_log_ringing, call_id, target, sent)
 
     def _leg_over_capacity(self, leg: str) -> None:
         failed = over_capacity()
@@ -380,7 +382,7 @@ class Switchboard:
         if self._active_published != len(self._calls):
             self._active_published = len(self._calls)
             # After the call's own events (deferred the same way), never before them.
-            self.loop.call_soon(self.notify, "calls.active", {"count": len(self._calls)})
+            self.later.add(self.notify, "calls.active", {"count": len(self._calls)})
 
     def _publish_refused_rate(self) -> None:
         """INVITEs refused before any dialog (strangers, floods) in the last minute: a rate."""

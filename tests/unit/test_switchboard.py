@@ -108,9 +108,10 @@ class Board:
         return [data for k, data in self.events if k == kind]
 
     async def settled(self) -> None:
-        """Status events follow the SIP actions on the loop's next turns."""
+        """Status events follow the SIP actions on the loop's next turns, one a turn."""
         for _ in range(3):
             await asyncio.sleep(0)
+        await self.switchboard.later.drained()
 
     def incoming(self, call_id: str, called: str = "+3225550100") -> None:
         """The trunk's INVITE got a slot: its inbound leg exists."""
