@@ -88,7 +88,9 @@ class StatusFile:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                self.write()
+                # The document is read on the loop; the file is written and renamed
+                # on a thread, so that the disk never holds up a SIP packet.
+                await asyncio.to_thread(_replace, self.path, self.text())
                 written, link = loop.time(), self._link()
                 await asyncio.sleep(self._min_interval)
                 while not await self._fold_next() and link == self._link():
@@ -147,12 +149,20 @@ class StatusFile:
             "targets": {name: _parsed(retained.get(health_topic(name))) for name in targets},
         }
 
+    def text(self, *, stopped: bool = False) -> str:
+        """The file's text now."""
+        return json.dumps(self.document(stopped=stopped), indent=2) + "\n"
+
     def write(self, *, stopped: bool = False) -> None:
         """Replace the file atomically with the current document."""
-        text = json.dumps(self.document(stopped=stopped), indent=2) + "\n"
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(self.path)
+        _replace(self.path, self.text(stopped=stopped))
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path``, then rename it over ``path`` (readers never see half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _now() -> str:
