@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 
 class Outcome(StrEnum):
@@ -101,6 +102,7 @@ def q850_cause(reason_header: str | None) -> int | None:
     return None
 
 
+@lru_cache(maxsize=256)  # read between a leg's final response and the next INVITE
 def classify(status: int, reason_header: str | None = None) -> Classified:
     """Classify a SIP final response.
 
