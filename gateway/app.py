@@ -229,6 +229,7 @@ class Gateway:
                             self.admission.capacity.legs)  # fmt: skip
                 systemd.notify("READY=1")
                 await self._pump_until_stopped()
+                self.switchboard.later.flush()  # the last calls' events, before their consumers
                 await self._stop_services(services)
         finally:
             self.media_poller.stop()
