@@ -20,6 +20,8 @@ from gateway_process import GatewayProcess
 from rulesets import one_phone
 from sipp import LOOPBACK
 
+from gateway.status.calllog import CallLog
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
@@ -197,3 +199,9 @@ def test_a_second_sigterm_skips_the_grace_period(sipp: SippFactory, tmp_path: Pa
     gateway.assert_clean_exit()
     assert took < 5.0, f"second SIGTERM took {took:.1f} s\n{gateway.describe()}"
     assert caller.wait().received("BYE"), "the caller was not hung up on"
+    log = CallLog(gateway.workdir / "state" / "calls.sqlite3", read_only=True)
+    try:
+        (call,) = log.calls()
+    finally:
+        log.close()
+    assert (call.result, call.duration is not None) == ("answered", True), call  # ended by the stop
