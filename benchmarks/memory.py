@@ -6,7 +6,8 @@
 Starts the gateway on loopback with one route (a 404 main line, then a backup
 phone that answers), reads its PSS from /proc/PID/smaps_rollup when idle and
 fresh, places ``--calls`` calls one after another (10/s, 20 ms each, answered
-by the backup), and reads it again once idle. Prints PSS and USS (unshared) and the
+by the backup), and reads it again once idle. Prints PSS, USS (unshared), the
+anonymous memory and heap (its own, whatever else runs beside it), and the
 largest mappings (anonymous memory, the heap, each shared library), so that a
 change can be measured before and after. ``--env`` passes settings or
 variables to the gateway (``MALLOC_ARENA_MAX=2``). ``--cpu-window`` also reads
@@ -52,8 +53,11 @@ def pss_by_mapping(pid: int) -> dict[str, float]:
 
 
 def uss_mb(pid: int) -> float:
-    """Memory no other process shares (Private_Clean + Private_Dirty), MB: unlike PSS,
-    it does not drop when another process maps the same libraries."""
+    """Memory no other process shares at the moment (Private_Clean + Private_Dirty), MB.
+
+    A library's pages count here only while no other process maps them: another
+    gateway or Python started beside it moves USS too (by about 2 MB, measured).
+    """
     rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
     return sum(int(line.split()[1]) for line in rollup if line.startswith("Private_")) / 1024
 
@@ -62,7 +66,11 @@ def report(label: str, pid: int, top: int) -> float:
     parts = pss_by_mapping(pid)
     total = sum(parts.values())
     largest = sorted(parts.items(), key=lambda item: -item[1])[:top]
-    print(f"{label}: PSS {total:.1f} MB, USS {uss_mb(pid):.1f} MB")
+    # Anonymous memory and the heap are the process's own whatever else runs:
+    # the figure to compare before and after a change on a shared machine.
+    own = sum(parts.get(name, 0.0) for name in ("[anon]", "[heap]", "[stack]"))
+    print(f"{label}: PSS {total:.1f} MB, USS {uss_mb(pid):.1f} MB, "
+          f"anonymous + heap {own:.1f} MB")  # fmt: skip
     for name, mb in largest:
         print(f"    {mb:5.1f}  {name}")
     return total
