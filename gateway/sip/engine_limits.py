@@ -14,6 +14,7 @@ of its own (1024 with deploy/pjsua2/config_site.h) and is reported as unknown.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,7 @@ def planned_limits() -> EngineLimits:
 
 def running_limits(endpoint: pj.Endpoint) -> EngineLimits:
     """The limits of an initialised endpoint (after ``libInit``)."""
-    lib = _library()
+    lib = engine_library()
     slots = _call(lib, "pjsua_call_get_max_count", ctypes.c_uint)
     queue = _call(lib, "pj_ioqueue_name", ctypes.c_char_p)
     # "select", or "epoll[0x3]" (the epoll flags it detected).
@@ -54,7 +55,10 @@ def running_limits(endpoint: pj.Endpoint) -> EngineLimits:
     )
 
 
-def _library() -> ctypes.CDLL | None:
+@functools.cache
+def engine_library() -> ctypes.CDLL | None:
+    """pjsua2's extension module, the C library itself, for what pjsua2 does not wrap
+    (None: no engine installed)."""
     try:
         import pjsua2  # noqa: PLC0415
 

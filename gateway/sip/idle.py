@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from gateway.sip.engine_limits import engine_library
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -76,7 +78,10 @@ class MediaPoller:
             False (logged) when the engine lacks a function this needs: then
             pjmedia's own worker goes on polling.
         """
-        lib = self._lib or _library()
+        lib = self._lib or engine_library()
+        if lib is None:
+            logger.warning("RTP stays polled by pjmedia's own thread: no engine library")
+            return False
         try:
             _declare(lib)
         except AttributeError as missing:
@@ -192,17 +197,10 @@ def transactions() -> int | None:
 
 @functools.cache
 def _tsx_count() -> Callable[[], int] | None:
-    try:
-        function = _library().pjsip_tsx_layer_get_tsx_count
-    except (ImportError, AttributeError, OSError):
+    lib = engine_library()
+    if lib is None or not hasattr(lib, "pjsip_tsx_layer_get_tsx_count"):
         return None
+    function = lib.pjsip_tsx_layer_get_tsx_count
     function.restype = ctypes.c_uint
     function.argtypes = []
     return function
-
-
-@functools.cache
-def _library() -> ctypes.CDLL:
-    import pjsua2 as pj  # noqa: PLC0415 - the module stays importable without the engine
-
-    return ctypes.CDLL(pj._pjsua2.__file__)  # noqa: SLF001 - the C library itself
