@@ -102,8 +102,8 @@ def outage_delays(packets: list[Packet], system: int, caller: int, backup: int,
     tried_dead = ringing_sent = backup_sent = False
     for stamp, sport, dport, payload in packets:
         if sport == caller and dport == system and payload.startswith(b"INVITE "):
-            if _call_id(payload) != call:  # a new call, not a retransmission
-                call, start = _call_id(payload), stamp
+            if (call_id := _call_id(payload)) != call:  # a new call, not a retransmission
+                call, start = call_id, stamp
                 tried_dead = ringing_sent = backup_sent = False
         elif call is None:
             continue
