@@ -21,7 +21,7 @@ pjsua2 traps this module is built around (pjsua2 2.15, ``AudioMediaPort``):
   pooled: a stopped tap is disconnected and kept for the next leg (at most one
   per call leg), and ``release_all`` stops the clock (``setNoDev``) first.
 - Copying a frame out of SWIG's ``ByteVector`` with ``bytes()`` iterates it
-  byte by byte (0.15 to 0.3 ms, holding the GIL the loop's SIP work waits
+  byte by byte (0.15 to 0.25 ms, holding the GIL the loop's SIP work waits
   on). ``frame_bytes`` reads the vector's memory in one copy instead (3 us),
   checked once against ``bytes()``; the detector itself takes 0.02 to 0.25 ms
   (pure Python: ``benchmarks/sit_cpu.py``; docs/health.md).
